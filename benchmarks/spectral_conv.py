@@ -1,0 +1,165 @@
+"""SpectralConv and FNO speed: opflow vs neuraloperator vs the plain torch.fft path.
+
+Every row is measured in this one process, the candidates interleaved repetition by
+repetition, and reported as medians with the ratio neuraloperator / opflow (> 1: opflow faster).
+
+    python benchmarks/spectral_conv.py                  # default allocator
+    MALLOC_MMAP_MAX_=0 python benchmarks/spectral_conv.py   # glibc keeps freed memory
+
+Setup (issue #2): batch 16, 32 -> 32 channels for SpectralConv; FNO with hidden 32, 4 layers,
+1 -> 1 channels; n_modes (16, 16) and (32, 32); 2 threads.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+
+from opflow.interop import from_neuralop
+from opflow.spectral import SpectralConv
+from opflow.spectral.backends import gemm
+
+
+def _fwd(module, x):
+    def run():
+        with torch.no_grad():
+            module(x)
+
+    return run
+
+
+def _fwd_bwd(module, x):
+    """Forward, then backward of a fixed upstream gradient (the layer's own cost, no loss)."""
+    params = [p for p in module.parameters() if p.requires_grad]
+    with torch.no_grad():
+        upstream = torch.randn_like(module(x))
+
+    def run():
+        for p in params:
+            p.grad = None
+        x.grad = None
+        module(x).backward(upstream)
+
+    return run
+
+
+def interleaved_medians(fns: dict[str, callable], reps: int) -> dict[str, float]:
+    """Median seconds of each callable, run in turn so that drifts hit all alike."""
+    for fn in fns.values():
+        fn()  # warm-up: caches, first-touch allocations
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(reps):
+        for name, fn in fns.items():
+            t0 = time.perf_counter()
+            fn()
+            times[name].append(time.perf_counter() - t0)
+    return {k: statistics.median(v) for k, v in times.items()}
+
+
+def gemm_flops(n: int, modes: tuple[int, int], batch: int, channels: int) -> float:
+    """Flops of the gemm path's transforms for one forward (analysis + synthesis)."""
+    m_half = modes[1] // 2 + 1
+    images = batch * channels
+    first_axis = 2 * images * (2 * modes[0]) * n * n  # (2 m0, n) @ (n, n) per image
+    last_axis = 2 * (images * 2 * modes[0]) * n * (2 * m_half)  # complex step on kept rows
+    return 2 * (first_axis + last_axis)
+
+
+def measured_peak() -> float:
+    a = torch.randn(2048, 2048)
+    a @ a
+    t = min(_timed(lambda: a @ a) for _ in range(3))
+    return 2 * 2048**3 / t
+
+
+def _timed(fn) -> float:
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
+    parser.add_argument("--modes", type=int, nargs="+", default=[16, 32])
+    parser.add_argument("--reps", type=int, default=9)
+    parser.add_argument("--fno-reps", type=int, default=5)
+    parser.add_argument("--no-fno", action="store_true")
+    args = parser.parse_args()
+
+    from neuralop.layers.spectral_convolution import SpectralConv as NeuralopConv
+    from neuralop.models import FNO as NeuralopFNO
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    allocator = "MALLOC_MMAP_MAX_=0" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "default"
+    print(f"torch {torch.__version__}, threads 2, allocator: {allocator}")
+    peak = measured_peak()
+    print(f"measured float32 GEMM peak (2048^3): {peak / 1e9:.0f} GFLOP/s\n")
+
+    print("SpectralConv, batch 16, 32->32 channels (ms, median)")
+    print(
+        "| grid | modes | pass | neuralop | torch.fft | opflow | ratio vs neuralop | "
+        "ratio vs fft | GEMM GFLOP/s (% peak) |"
+    )
+    print("|---|---|---|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for m in args.modes:
+            if m > n // 2:
+                continue
+            x = torch.randn(16, 32, n, n, requires_grad=True)
+            ours = SpectralConv(32, 32, (m, m), backend="auto")
+            ref = SpectralConv(32, 32, (m, m), backend="fft")
+            theirs = NeuralopConv(32, 32, (m, m))
+            for label, make, reps in (("fwd", _fwd, args.reps), ("fwd+bwd", _fwd_bwd, args.reps)):
+                r = interleaved_medians(
+                    {"neuralop": make(theirs, x), "fft": make(ref, x), "opflow": make(ours, x)},
+                    reps,
+                )
+                rate = ""
+                if label == "fwd":
+                    xd = x.detach()
+
+                    def transforms(xd=xd, modes=(m, m), grid=(n, n)):
+                        gemm.synthesize(gemm.analyze(xd, modes), modes, 32, grid)
+
+                    t_tr = min(_timed(transforms) for _ in range(3))
+                    flops = gemm_flops(n, (m, m), 16, 32) / t_tr
+                    rate = f"{flops / 1e9:.0f} ({100 * flops / peak:.0f}%)"
+                print(
+                    f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.1f} | {1e3 * r['fft']:.1f} | "
+                    f"{1e3 * r['opflow']:.1f} | **{r['neuralop'] / r['opflow']:.2f}×** | "
+                    f"{r['fft'] / r['opflow']:.2f}× | {rate} |",
+                    flush=True,
+                )
+
+    if args.no_fno:
+        return
+    print("\nFNO, hidden 32, 4 layers, 1->1 channels, batch 16 (ms, median; same weights)")
+    print("| grid | modes | pass | neuralop | opflow | ratio |")
+    print("|---|---|---|---|---|---|")
+    for n in args.sizes:
+        for m in args.modes:
+            if m > n // 2:
+                continue
+            x = torch.randn(16, 1, n, n)
+            theirs = NeuralopFNO(n_modes=(m, m), in_channels=1, out_channels=1, hidden_channels=32)
+            ours = from_neuralop(theirs)
+            reps = args.fno_reps if n < 256 else max(3, args.fno_reps // 2)
+            for label, make in (("fwd", _fwd), ("fwd+bwd", _fwd_bwd)):
+                r = interleaved_medians(
+                    {"neuralop": make(theirs, x), "opflow": make(ours, x)}, reps
+                )
+                print(
+                    f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.0f} | "
+                    f"{1e3 * r['opflow']:.0f} | **{r['neuralop'] / r['opflow']:.2f}×** |",
+                    flush=True,
+                )
+
+
+if __name__ == "__main__":
+    main()

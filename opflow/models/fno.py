@@ -1,0 +1,244 @@
+"""Fourier neural operator (Li et al., ICLR 2021) on opflow's spectral core.
+
+Same constructor names and defaults as neuraloperator 2.0's ``FNO`` where the two overlap, and
+the same ``n_modes`` meaning (modes kept per axis in total; see
+:class:`opflow.spectral.SpectralConv`), so models convert with
+:func:`opflow.interop.from_neuralop`.
+
+Architecture (post-activation, as neuraloperator's default)::
+
+    x -> [grid embedding] -> lifting MLP -> [pad] -> n_layers x FNOBlock -> [unpad] -> projection
+
+    FNOBlock(x) = act( ChannelMLP( act(SpectralConv(x) + W_skip x) ) + G x )
+
+with ``act`` skipped after the last block, ``W_skip`` a 1x1 linear skip and ``G`` a
+per-channel soft gate.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from opflow.errors import ConfigError, ShapeError
+from opflow.layers import ChannelMLP, DomainPadding, GridEmbedding, make_skip
+from opflow.models.registry import register
+from opflow.spectral import SpectralConv, check_grid, fourier_resample
+
+__all__ = ["FNO", "FNOBlock", "activation"]
+
+_ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu": F.gelu,
+    "relu": F.relu,
+    "tanh": torch.tanh,
+    "silu": F.silu,
+}
+
+
+def activation(spec: str | Callable[[torch.Tensor], torch.Tensor]) -> Callable:
+    """An activation function by name (``gelu``, ``relu``, ``tanh``, ``silu``) or as given."""
+    if callable(spec):
+        return spec
+    if spec not in _ACTIVATIONS:
+        raise ConfigError(
+            f"Unknown activation {spec!r}", f"one of {sorted(_ACTIVATIONS)}", "fix the name"
+        )
+    return _ACTIVATIONS[spec]
+
+
+class FNOBlock(nn.Module):
+    """One Fourier layer: spectral conv + linear skip, then a channel MLP + soft-gating skip."""
+
+    def __init__(
+        self,
+        channels: int,
+        n_modes: Sequence[int],
+        non_linearity: Callable = F.gelu,
+        use_channel_mlp: bool = True,
+        channel_mlp_expansion: float = 0.5,
+        channel_mlp_dropout: float = 0.0,
+        channel_mlp_skip: str | None = "soft-gating",
+        fno_skip: str | None = "linear",
+        backend: str = "auto",
+    ):
+        super().__init__()
+        n_dim = len(n_modes)
+        self.conv = SpectralConv(channels, channels, n_modes, backend=backend)
+        self.fno_skip = make_skip(fno_skip, channels, channels, n_dim)
+        self.channel_mlp = (
+            ChannelMLP(
+                channels,
+                hidden_channels=round(channels * channel_mlp_expansion),
+                dropout=channel_mlp_dropout,
+            )
+            if use_channel_mlp
+            else None
+        )
+        self.channel_mlp_skip = (
+            make_skip(channel_mlp_skip, channels, channels, n_dim) if use_channel_mlp else None
+        )
+        self.non_linearity = non_linearity
+
+    def forward(
+        self, x: torch.Tensor, output_shape: Sequence[int] | None = None, last: bool = False
+    ) -> torch.Tensor:
+        # Skips are added in place into fresh outputs (the conv's, the MLP's): on CPUs every
+        # full-size temporary costs page faults comparable to the arithmetic.
+        y = self.conv(x, output_shape=output_shape)
+        y = self._add_skip(self.fno_skip, x, y, output_shape)
+        if not last:
+            y = self.non_linearity(y)
+        if self.channel_mlp is not None:
+            y = self.channel_mlp(y)
+            y = self._add_skip(self.channel_mlp_skip, x, y, output_shape)
+        if not last:
+            y = self.non_linearity(y)
+        return y
+
+    @staticmethod
+    def _add_skip(
+        skip: nn.Module | None,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        output_shape: Sequence[int] | None,
+    ) -> torch.Tensor:
+        if skip is None:
+            return y
+        if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
+            return y + fourier_resample(skip(x), output_shape)
+        return skip(x, add_to=y)
+
+
+@register("FNO")
+class FNO(nn.Module):
+    """Fourier neural operator for 1-, 2- or 3-D fields on periodic uniform grids.
+
+    Parameters
+    ----------
+    n_modes : sequence of int
+        Modes kept per spatial axis in total (neuraloperator's meaning): ``M`` wavenumbers
+        ``-(M//2)..(M-1)//2`` on each axis but the last, ``0..M//2`` on the last. The number of
+        spatial axes is ``len(n_modes)``.
+    in_channels, out_channels : int
+        Channels of the input and output functions.
+    hidden_channels : int
+        Width of the Fourier layers.
+    n_layers : int
+        Number of Fourier layers.
+    lifting_channel_ratio, projection_channel_ratio : float
+        Hidden width of the lifting / projection MLPs as a multiple of ``hidden_channels``.
+    positional_embedding : "grid" or None
+        Append the ``[0, 1)`` grid coordinates as extra input channels.
+    non_linearity : str or callable
+        Activation (``gelu`` by default).
+    use_channel_mlp, channel_mlp_expansion, channel_mlp_dropout, channel_mlp_skip, fno_skip
+        The block options of neuraloperator's ``FNOBlocks`` (same defaults).
+    domain_padding : float or sequence of float, optional
+        Fraction of each axis zero-padded on both sides (for non-periodic problems).
+    backend : {"auto", "gemm", "fft"}
+        Spectral backend of every layer.
+
+    Shapes
+    ------
+    ``forward(x, output_shape=None)``: ``x`` is ``(B, in_channels, *s)``; the result is
+    ``(B, out_channels, *output_shape)``, evaluated on a finer or coarser grid when
+    ``output_shape`` differs from ``s`` (the last Fourier layer synthesises onto it).
+    """
+
+    def __init__(
+        self,
+        n_modes: Sequence[int],
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        n_layers: int = 4,
+        lifting_channel_ratio: float = 2,
+        projection_channel_ratio: float = 2,
+        positional_embedding: str | None = "grid",
+        non_linearity: str | Callable = "gelu",
+        use_channel_mlp: bool = True,
+        channel_mlp_dropout: float = 0.0,
+        channel_mlp_expansion: float = 0.5,
+        channel_mlp_skip: str | None = "soft-gating",
+        fno_skip: str | None = "linear",
+        domain_padding: float | Sequence[float] | None = None,
+        backend: str = "auto",
+    ):
+        super().__init__()
+        self.n_modes = tuple(int(m) for m in n_modes)
+        self.n_dim = len(self.n_modes)
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden_channels, self.n_layers = hidden_channels, n_layers
+        act = activation(non_linearity)
+        if positional_embedding not in ("grid", None):
+            raise ConfigError(
+                f"positional_embedding={positional_embedding!r} is not supported",
+                "'grid' or None",
+                "use 'grid' (append coordinates) or None",
+            )
+        self.positional_embedding = GridEmbedding(self.n_dim) if positional_embedding else None
+        lifting_in = in_channels + (self.n_dim if self.positional_embedding else 0)
+        lifting_hidden = int(lifting_channel_ratio * hidden_channels)
+        self.lifting = (
+            ChannelMLP(lifting_in, hidden_channels, lifting_hidden, n_layers=2, non_linearity=act)
+            if lifting_hidden
+            else ChannelMLP(lifting_in, hidden_channels, n_layers=1)
+        )
+        self.domain_padding = (
+            DomainPadding(domain_padding, self.n_dim)
+            if domain_padding is not None and max(_as_list(domain_padding)) > 0
+            else None
+        )
+        self.blocks = nn.ModuleList(
+            FNOBlock(
+                hidden_channels,
+                self.n_modes,
+                non_linearity=act,
+                use_channel_mlp=use_channel_mlp,
+                channel_mlp_expansion=channel_mlp_expansion,
+                channel_mlp_dropout=channel_mlp_dropout,
+                channel_mlp_skip=channel_mlp_skip,
+                fno_skip=fno_skip,
+                backend=backend,
+            )
+            for _ in range(n_layers)
+        )
+        self.projection = ChannelMLP(
+            hidden_channels,
+            out_channels,
+            int(projection_channel_ratio * hidden_channels),
+            n_layers=2,
+            non_linearity=act,
+        )
+
+    def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
+        if x.ndim != 2 + self.n_dim or x.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"FNO got input of shape {tuple(x.shape)}",
+                f"(batch, {self.in_channels}, {self.n_dim} spatial axes)",
+                "reshape the input to (batch, channel, *spatial)",
+            )
+        spatial = tuple(x.shape[2:])
+        check_grid(spatial, self.n_modes)
+        out_spatial = spatial if output_shape is None else tuple(int(s) for s in output_shape)
+        if self.positional_embedding is not None:
+            x = self.positional_embedding(x)
+        x = self.lifting(x)
+        last_shape = None if out_spatial == spatial else out_spatial
+        if self.domain_padding is not None:
+            x = self.domain_padding.pad(x)
+            if last_shape is not None:
+                last_shape = self.domain_padding.padded_shape(out_spatial)
+        for i, block in enumerate(self.blocks):
+            last = i == self.n_layers - 1
+            x = block(x, output_shape=last_shape if last else None, last=last)
+        if self.domain_padding is not None:
+            x = self.domain_padding.unpad(x, out_spatial)
+        return self.projection(x)
+
+
+def _as_list(value: float | Sequence[float]) -> list[float]:
+    return [float(value)] if isinstance(value, int | float) else [float(v) for v in value]

@@ -1,0 +1,153 @@
+r"""Fourier basis of one periodic, uniform grid axis, truncated to a set of kept modes.
+
+Conventions (the same as neuraloperator's ``SpectralConv`` so that weights transfer as-is):
+
+* ``n_modes`` counts the modes kept along an axis *in total*. On a full (complex) axis the kept
+  integer wavenumbers are ``k = -(M//2), ..., (M-1)//2`` (``M`` of them, ordered from the most
+  negative, which is neuraloperator's fftshifted order). On the last axis of a real field
+  (the "half" axis of an rfft) they are ``k = 0, ..., M//2``: ``M//2 + 1`` non-negative
+  wavenumbers, the negative ones being their complex conjugates.
+* Normalisation is "forward": analysis divides by the number of grid points ``n``, synthesis
+  does not. A spectral coefficient is therefore the Fourier coefficient of the continuous
+  periodic function, independent of resolution, which is what makes the same weights valid
+  on every grid.
+
+Analysis of grid values ``x_j`` (``j = 0..n-1``) to coefficients, and synthesis on a grid of
+``n'`` points:
+
+.. math::
+
+    \hat x_k = \frac{1}{n} \sum_j x_j e^{-2\pi i k j / n},
+    \qquad
+    y_j = \sum_k c_k \,\mathrm{Re}\big(\hat y_k e^{2\pi i k j / n'}\big)
+
+On a full axis ``c_k = 1`` and the real part is not taken (that axis stays complex). On the half
+axis ``c_0 = 1``, ``c_{n'/2} = 1`` (the Nyquist wavenumber of an even output grid) and
+``c_k = 2`` otherwise, exactly what ``torch.fft.irfft`` computes. A kept wavenumber that does
+not fit on the output grid (``k`` outside ``[-(n'//2), (n'-1)//2]`` on a full axis, ``k > n'//2``
+on the half axis) is dropped: downsampling truncates, it never aliases.
+
+Complex matrices are stored as real "stacked" matrices ``[Re M; Im M]`` of shape
+``(2 * rows, cols)`` so that one real GEMM computes all four real products at once.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+
+from opflow.errors import ResolutionError
+
+__all__ = [
+    "kept_frequencies",
+    "n_kept",
+    "min_grid_points",
+    "check_grid",
+    "analysis_matrix",
+    "synthesis_matrix",
+    "adjoint_stacked",
+    "real_output_form",
+]
+
+
+def kept_frequencies(n_modes: int, *, half: bool) -> list[int]:
+    """Integer wavenumbers kept along one axis, in storage order."""
+    if n_modes < 1:
+        raise ResolutionError(
+            f"n_modes={n_modes} keeps no modes", "n_modes >= 1 on every axis", "raise n_modes"
+        )
+    if half:
+        return list(range(0, n_modes // 2 + 1))
+    return list(range(-(n_modes // 2), n_modes - n_modes // 2))
+
+
+def n_kept(n_modes: int, *, half: bool) -> int:
+    """Number of stored coefficients along one axis: ``M`` (full) or ``M//2 + 1`` (half)."""
+    return n_modes // 2 + 1 if half else n_modes
+
+
+def min_grid_points(n_modes: int, *, half: bool) -> int:
+    """Fewest grid points on which every kept wavenumber is distinct (no aliasing)."""
+    return 2 * (n_modes // 2) if half else n_modes
+
+
+def check_grid(shape: tuple[int, ...], n_modes: tuple[int, ...], what: str = "input") -> None:
+    """Raise :class:`ResolutionError` naming the axis if ``shape`` cannot hold ``n_modes``."""
+    d = len(n_modes)
+    for axis, (n, m) in enumerate(zip(shape, n_modes, strict=True)):
+        need = min_grid_points(m, half=axis == d - 1)
+        if n < need:
+            raise ResolutionError(
+                f"The {what} grid has {n} points along spatial axis {axis} (of {d}), but "
+                f"n_modes[{axis}]={m} needs at least {need} points to resolve its wavenumbers",
+                f"a grid of at least {need} points along axis {axis}",
+                f"use a finer grid along axis {axis} or a model with n_modes[{axis}] <= {n}",
+            )
+
+
+def _angles(n_points: int, freqs: list[int], n_period: int) -> torch.Tensor:
+    """``2*pi*k*j/n_period`` as float64 ``(n_points, len(freqs))``, exact via integer modulo."""
+    j = torch.arange(n_points, dtype=torch.int64)[:, None]
+    k = torch.tensor(freqs, dtype=torch.int64)[None, :]
+    return (2.0 * math.pi / n_period) * torch.remainder(j * k, n_period).to(torch.float64)
+
+
+def _synthesis_weights(freqs: list[int], n_out: int, half: bool) -> torch.Tensor:
+    """``c_k`` of the module docstring; zero for wavenumbers that do not fit on ``n_out``."""
+    if half:
+        w = [0.0 if k > n_out // 2 else 1.0 if k == 0 or 2 * k == n_out else 2.0 for k in freqs]
+    else:
+        w = [1.0 if -(n_out // 2) <= k <= (n_out - 1) // 2 else 0.0 for k in freqs]
+    return torch.tensor(w, dtype=torch.float64)
+
+
+@lru_cache(maxsize=512)
+def analysis_matrix(
+    n: int, n_modes: int, half: bool, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Stacked analysis matrix ``[cos; -sin] / n`` of shape ``(2*m, n)``.
+
+    ``m`` is the number of stored coefficients (``M`` on a full axis, ``M//2 + 1`` on the
+    half axis); rows ``:m`` give real parts, ``m:`` imaginary parts.
+    """
+    theta = _angles(n, kept_frequencies(n_modes, half=half), n).T
+    mat = torch.cat((torch.cos(theta), -torch.sin(theta)), dim=0) / n
+    return mat.to(dtype=dtype, device=device).contiguous()
+
+
+@lru_cache(maxsize=512)
+def synthesis_matrix(
+    n_out: int, n_modes: int, half: bool, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Stacked synthesis matrix ``[c cos; c sin]`` onto ``n_out`` points, ``(2*n_out, m)``.
+
+    ``c`` are the weights of the module docstring: the fit mask on a full axis, the
+    ``1, 2, ..., 2, (1)`` real-field weights on the half axis. The real part of the result
+    is taken once all axes are synthesised (see :func:`real_output_form`).
+    """
+    freqs = kept_frequencies(n_modes, half=half)
+    theta = _angles(n_out, freqs, n_out)
+    c = _synthesis_weights(freqs, n_out, half)
+    mat = torch.cat((torch.cos(theta), torch.sin(theta)), dim=0) * c
+    return mat.to(dtype=dtype, device=device).contiguous()
+
+
+@lru_cache(maxsize=512)
+def adjoint_stacked(stacked: torch.Tensor) -> torch.Tensor:
+    """Conjugate transpose of a stacked complex matrix: ``[Re; Im]`` ``(2r, c)`` -> ``(2c, r)``.
+
+    Keyed on the tensor object itself, which is fine because the inputs come from the
+    caches above and are never mutated.
+    """
+    rows = stacked.shape[0] // 2
+    re, im = stacked[:rows], stacked[rows:]
+    return torch.cat((re.T, -im.T), dim=0).contiguous()
+
+
+@lru_cache(maxsize=512)
+def real_output_form(stacked: torch.Tensor) -> torch.Tensor:
+    """``[Re M | -Im M]`` ``(r, 2c)``: maps stacked ``[z_re; z_im]`` to ``Re(M z)``."""
+    rows = stacked.shape[0] // 2
+    return torch.cat((stacked[:rows], -stacked[rows:]), dim=1).contiguous()
