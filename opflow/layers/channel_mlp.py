@@ -18,8 +18,8 @@ class _ChannelLinearFn(torch.autograd.Function):
     """``(B, Ci, *s) -> (B, Co, *s)`` by ``W @ x[b] (+ bias)``, with a lean backward.
 
     Autograd through ``baddbmm`` with an expanded weight would build the ``(B, Co, Ci)``
-    per-sample weight gradient and reduce it; here the weight gradient accumulates one
-    ``addmm`` per sample instead, and nothing but ``x`` and ``W`` is saved. With ``target``
+    gradient of the expanded weight through extra copies; here it is one ``bmm`` and a sum,
+    and nothing but ``x`` and ``W`` is saved. With ``target``
     given, the product is added into it in place and ``target`` is returned.
     """
 
@@ -53,9 +53,7 @@ class _ChannelLinearFn(torch.autograd.Function):
         if ctx.needs_input_grad[0]:
             grad_x = torch.bmm(weight.T.expand(flat.shape[0], -1, -1), grad).view(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            grad_w = torch.zeros_like(weight)
-            for g, xb in zip(grad, flat):
-                grad_w.addmm_(g, xb.T)
+            grad_w = torch.bmm(grad, flat.transpose(1, 2)).sum(dim=0)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 2))
         grad_target = grad.view(ctx.x_shape[0], -1, *ctx.x_shape[2:])

@@ -27,8 +27,9 @@ axis ``c_0 = 1``, ``c_{n'/2} = 1`` (the Nyquist wavenumber of an even output gri
 not fit on the output grid (``k`` outside ``[-(n'//2), (n'-1)//2]`` on a full axis, ``k > n'//2``
 on the half axis) is dropped: downsampling truncates, it never aliases.
 
-Complex matrices are stored as real "stacked" matrices ``[Re M; Im M]`` of shape
-``(2 * rows, cols)`` so that one real GEMM computes all four real products at once.
+The GEMM backend applies these matrices in real form (:func:`real_block`), one axis at a
+time; :func:`analysis_step` and :func:`synthesis_step` give each step's matrix with its rows and
+columns ordered for that backend's layouts.
 """
 
 from __future__ import annotations
@@ -45,10 +46,12 @@ __all__ = [
     "n_kept",
     "min_grid_points",
     "check_grid",
-    "analysis_matrix",
-    "synthesis_matrix",
-    "adjoint_stacked",
-    "real_output_form",
+    "analysis_complex",
+    "synthesis_complex",
+    "real_block",
+    "analysis_step",
+    "synthesis_step",
+    "transposed",
 ]
 
 
@@ -103,51 +106,72 @@ def _synthesis_weights(freqs: list[int], n_out: int, half: bool) -> torch.Tensor
     return torch.tensor(w, dtype=torch.float64)
 
 
-@lru_cache(maxsize=512)
-def analysis_matrix(
-    n: int, n_modes: int, half: bool, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Stacked analysis matrix ``[cos; -sin] / n`` of shape ``(2*m, n)``.
-
-    ``m`` is the number of stored coefficients (``M`` on a full axis, ``M//2 + 1`` on the
-    half axis); rows ``:m`` give real parts, ``m:`` imaginary parts.
-    """
+def analysis_complex(n: int, n_modes: int, half: bool) -> torch.Tensor:
+    """Complex analysis matrix ``E[k, j] = exp(-2 pi i k j / n) / n``, ``(m, n)`` complex128."""
     theta = _angles(n, kept_frequencies(n_modes, half=half), n).T
-    mat = torch.cat((torch.cos(theta), -torch.sin(theta)), dim=0) / n
-    return mat.to(dtype=dtype, device=device).contiguous()
+    return torch.polar(torch.full_like(theta, 1.0 / n), -theta)
 
 
-@lru_cache(maxsize=512)
-def synthesis_matrix(
-    n_out: int, n_modes: int, half: bool, dtype: torch.dtype, device: torch.device
-) -> torch.Tensor:
-    """Stacked synthesis matrix ``[c cos; c sin]`` onto ``n_out`` points, ``(2*n_out, m)``.
-
-    ``c`` are the weights of the module docstring: the fit mask on a full axis, the
-    ``1, 2, ..., 2, (1)`` real-field weights on the half axis. The real part of the result
-    is taken once all axes are synthesised (see :func:`real_output_form`).
-    """
+def synthesis_complex(n_out: int, n_modes: int, half: bool) -> torch.Tensor:
+    """Complex synthesis matrix ``G[j, k] = c_k exp(2 pi i k j / n_out)``, ``(n_out, m)``."""
     freqs = kept_frequencies(n_modes, half=half)
     theta = _angles(n_out, freqs, n_out)
-    c = _synthesis_weights(freqs, n_out, half)
-    mat = torch.cat((torch.cos(theta), torch.sin(theta)), dim=0) * c
+    return torch.polar(_synthesis_weights(freqs, n_out, half).expand_as(theta), theta)
+
+
+def real_block(mat: torch.Tensor) -> torch.Tensor:
+    """Real form ``[[Re, -Im], [Im, Re]]`` ``(2r, 2c)`` of a complex ``(r, c)`` matrix.
+
+    It maps ``[z_re; z_im]`` (real and imaginary parts stacked, "part-major") to the same form
+    of ``mat @ z``.
+    """
+    re, im = mat.real, mat.imag
+    return torch.cat((torch.cat((re, -im), dim=1), torch.cat((im, re), dim=1)), dim=0)
+
+
+def interleave(mat: torch.Tensor, dim: int) -> torch.Tensor:
+    """Reorder a part-major axis ``(2, m)`` of ``mat`` to mode-major ``(m, 2)``."""
+    moved = mat.movedim(dim, 0)
+    m = moved.shape[0] // 2
+    out = moved.reshape(2, m, *moved.shape[1:]).transpose(0, 1).reshape(moved.shape)
+    return out.movedim(0, dim)
+
+
+@lru_cache(maxsize=512)
+def analysis_step(
+    n: int, n_modes: int, axis: int, n_dim: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Real matrix of analysis step ``axis`` of ``n_dim`` (see :mod:`..backends.gemm`).
+
+    Axis 0 takes real input: ``(2m, n)``; later axes take complex input with the
+    real/imaginary pair just before the axis: ``(2m, 2n)``. Output rows are mode-major
+    ``(m, 2)`` except on the last axis, where they are part-major ``(2, m)``.
+    """
+    last = axis == n_dim - 1
+    block = real_block(analysis_complex(n, n_modes, half=last))
+    mat = block[:, :n] if axis == 0 else block
+    mat = mat if last else interleave(mat, 0)
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
 @lru_cache(maxsize=512)
-def adjoint_stacked(stacked: torch.Tensor) -> torch.Tensor:
-    """Conjugate transpose of a stacked complex matrix: ``[Re; Im]`` ``(2r, c)`` -> ``(2c, r)``.
+def synthesis_step(
+    n_out: int, n_modes: int, axis: int, n_dim: int, dtype: torch.dtype, device: torch.device
+) -> torch.Tensor:
+    """Real matrix of synthesis step ``axis`` of ``n_dim``: the mirror of :func:`analysis_step`.
 
-    Keyed on the tensor object itself, which is fine because the inputs come from the
-    caches above and are never mutated.
+    Later axes map complex to complex, ``(2 n_out, 2m)``, with output rows part-major; axis 0
+    takes the real part at the end, ``(n_out, 2m)``. Input columns are ordered as the
+    analysis step's output rows.
     """
-    rows = stacked.shape[0] // 2
-    re, im = stacked[:rows], stacked[rows:]
-    return torch.cat((re.T, -im.T), dim=0).contiguous()
+    last = axis == n_dim - 1
+    block = real_block(synthesis_complex(n_out, n_modes, half=last))
+    mat = block[:n_out] if axis == 0 else block
+    mat = mat if last else interleave(mat, 1)
+    return mat.to(dtype=dtype, device=device).contiguous()
 
 
 @lru_cache(maxsize=512)
-def real_output_form(stacked: torch.Tensor) -> torch.Tensor:
-    """``[Re M | -Im M]`` ``(r, 2c)``: maps stacked ``[z_re; z_im]`` to ``Re(M z)``."""
-    rows = stacked.shape[0] // 2
-    return torch.cat((stacked[:rows], -stacked[rows:]), dim=1).contiguous()
+def transposed(mat: torch.Tensor) -> torch.Tensor:
+    """Contiguous transpose, cached (the inputs come from the caches above, never mutated)."""
+    return mat.T.contiguous()
