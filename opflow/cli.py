@@ -1,0 +1,125 @@
+"""The ``opflow`` command: a thin layer over the Python API.
+
+    opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recipes)
+    opflow train CONFIG.yaml [--set k=v] [--resume]  train (opflow.train.train)
+    opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
+    opflow quickstart [--out DIR]                   all three on the built-in default
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from opflow.errors import OpflowError
+
+__all__ = ["main"]
+
+_REPO = Path(__file__).resolve().parent.parent
+
+
+def _find(relative: str) -> Path:
+    """``relative`` under the working directory, else under the source checkout."""
+    for base in (Path.cwd(), _REPO):
+        if (base / relative).exists():
+            return base / relative
+    raise OpflowError(
+        f"Cannot find {relative}",
+        f"{relative} in the working directory or in the opflow checkout",
+        "run from the opflow repository root",
+    )
+
+
+def _generate(args) -> None:
+    from opflow.data.recipes import generate, load_recipe
+
+    recipe = load_recipe(args.recipe)
+    for n, path in generate(recipe, args.output).items():
+        print(f"wrote {path} ({n}x{n})")
+
+
+def _train(args) -> None:
+    from opflow.train import load_config, train
+
+    config = load_config(args.config, args.set)
+    run_dir = train(config, resume=args.resume)
+    print(f"run directory: {run_dir}")
+
+
+def _evaluate(args) -> None:
+    from opflow.evaluate import evaluate_run, format_table
+
+    results = evaluate_run(args.run_dir, args.data, split=args.split, out_dir=args.out)
+    print(format_table(results))
+    print(f"predictions, plots and results.json in {Path(results[0].predictions).parent}")
+
+
+def _quickstart(args) -> None:
+    from opflow.data.recipes import generate, load_recipe, output_paths
+    from opflow.evaluate import evaluate_run, format_table
+    from opflow.train import load_config, train
+
+    out = Path(args.out)
+    recipe = load_recipe(_find("datasets/navier_stokes_quickstart.yaml"))
+    paths = output_paths(recipe, out / "data" / "ns.nc")
+    if not all(p.exists() for p in paths.values()):
+        print(f"[1/3] generating {recipe.name} at {sorted(paths)} ...", flush=True)
+        generate(recipe, out / "data" / "ns.nc")
+    else:
+        print(f"[1/3] data present in {out / 'data'}", flush=True)
+    train_res = min(paths)
+    overrides = [
+        f"data.path={paths[train_res]}",
+        f"training.output_dir={out / 'run'}",
+        *(args.set or []),
+    ]
+    config = load_config(_find("configs/quickstart.yaml"), overrides)
+    print(f"[2/3] training {config.model.name} at {train_res}x{train_res} ...", flush=True)
+    run_dir = train(config, resume=True)
+    print("[3/3] evaluating at every resolution ...", flush=True)
+    results = evaluate_run(run_dir, [paths[n] for n in sorted(paths)])
+    print()
+    print(format_table(results, train_grid=[train_res, train_res]))
+    evaluation = Path(results[0].predictions).parent
+    print(f"\nplots: {evaluation}/fields_*.png, {evaluation}/error_spectrum.png")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="opflow", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("generate", help="make a dataset from a recipe")
+    p.add_argument("recipe")
+    p.add_argument("-o", "--output", required=True, help="output .nc/.zarr path")
+    p.set_defaults(func=_generate)
+
+    p = sub.add_parser("train", help="train a model from a config file")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.set_defaults(func=_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a trained run on data files")
+    p.add_argument("run_dir")
+    p.add_argument("--data", nargs="+", required=True, help="data files (any resolution)")
+    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument("--out", default=None, help="output folder (default RUN_DIR/evaluation)")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("quickstart", help="generate NS data, train an FNO, evaluate at 2 grids")
+    p.add_argument("--out", default="quickstart", help="folder for data, run and plots")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=_quickstart)
+
+    args = parser.parse_args(argv)
+    try:
+        args.func(args)
+    except OpflowError as err:
+        print(f"opflow: error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,15 @@
+"""Data: xarray datasets on disk, torch datasets over them, normalisers, recipes."""
+
+from opflow.data.dataset import DataConfig, FieldData, Grid, WindowDataset
+from opflow.data.io import open_dataset, write_dataset
+from opflow.data.normalizer import Normalizer
+
+__all__ = [
+    "DataConfig",
+    "FieldData",
+    "Grid",
+    "Normalizer",
+    "WindowDataset",
+    "open_dataset",
+    "write_dataset",
+]

@@ -1,0 +1,280 @@
+"""Torch datasets over xarray datasets: fields on a grid, mapped from inputs to outputs.
+
+A :class:`DataConfig` names the variables, the dims (any names: ``lat``/``lon`` work as well as
+``y``/``x``), the time windows and the split. :class:`FieldData` opens the file, checks it
+(missing variables or dims, NaN/Inf, non-uniform axes; descending coordinates are flipped),
+and hands out :class:`WindowDataset` s of ``(input, target)`` pairs:
+
+* ``input``: ``(len(input_variables) * t_in, *spatial)`` -- ``t_in`` consecutive time steps
+  of each input variable, variable-major;
+* ``target``: ``(len(output_variables) * t_out, *spatial)`` -- the ``t_out`` steps after them.
+
+Static data (no time dim) map input variables to output variables directly. Samples are split
+by index (train first, then validation, then test), so every resolution of one dataset splits
+the same way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import torch
+import xarray as xr
+
+from opflow.data.io import open_dataset
+from opflow.errors import ConfigError, DataError
+from opflow.spectral.fourier import min_grid_points
+
+__all__ = ["DataConfig", "FieldData", "WindowDataset", "Grid", "check_time_steps"]
+
+
+@dataclasses.dataclass
+class DataConfig:
+    """Which data to learn from, and how inputs map to targets."""
+
+    path: str
+    input_variables: list[str]
+    output_variables: list[str] | None = None
+    sample_dim: str = "sample"
+    time_dim: str | None = "time"
+    spatial_dims: list[str] = dataclasses.field(default_factory=lambda: ["y", "x"])
+    t_in: int = 1
+    t_out: int = 1
+    time_start: int = 0
+    windows: Literal["first", "all"] = "all"
+    split: dict = dataclasses.field(
+        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
+    )
+    max_memory_gb: float = 4.0
+
+    @property
+    def outputs(self) -> list[str]:
+        return self.output_variables or self.input_variables
+
+    def validate(self) -> None:
+        if self.t_in < 1 or self.t_out < 1 or self.time_start < 0:
+            raise ConfigError(
+                f"data.t_in={self.t_in}, data.t_out={self.t_out}, time_start={self.time_start}",
+                "t_in >= 1, t_out >= 1, time_start >= 0",
+                "fix the time windows in the data section",
+            )
+        unknown = set(self.split) - {"train", "val", "test"}
+        if unknown:
+            raise ConfigError(
+                f"data.split has unknown parts {sorted(unknown)}",
+                "keys train, val, test (fractions or sample counts)",
+                "rename them",
+            )
+
+
+@dataclasses.dataclass
+class Grid:
+    """A uniform tensor-product grid: dim names, sizes, start and spacing per axis."""
+
+    dims: list[str]
+    sizes: list[int]
+    start: list[float]
+    spacing: list[float]
+
+    def coords(self) -> dict[str, np.ndarray]:
+        return {
+            d: s0 + h * np.arange(n)
+            for d, n, s0, h in zip(self.dims, self.sizes, self.start, self.spacing)
+        }
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _uniform_axis(ds: xr.Dataset, dim: str, path: str) -> tuple[float, float]:
+    if dim not in ds.coords:
+        n = ds.sizes[dim]
+        return 0.0, 1.0 / n  # no coordinate: the unit interval, periodic
+    values = np.asarray(ds[dim].values, dtype=np.float64)
+    if values.size < 2:
+        raise DataError(
+            f"{path}: dim {dim!r} has {values.size} point(s)",
+            "at least 2 grid points",
+            "use a data set with a real grid along this dim",
+        )
+    steps = np.diff(values)
+    h = steps.mean()
+    if not np.allclose(steps, h, rtol=1e-5, atol=1e-9 * abs(h)):
+        worst = int(np.argmax(np.abs(steps - h)))
+        raise DataError(
+            f"{path}: coordinate {dim!r} is not uniformly spaced (step {steps[worst]:.6g} at "
+            f"index {worst}, mean step {h:.6g})",
+            f"a uniform grid along {dim!r}: Fourier layers need equispaced points",
+            f"regrid {dim!r} to a uniform spacing (e.g. xarray's interp) before training",
+        )
+    return float(values[0]), float(h)
+
+
+class FieldData:
+    """A checked, ascending-coordinate view of one dataset file for a :class:`DataConfig`."""
+
+    def __init__(self, config: DataConfig, path: str | Path | None = None):
+        self.config = config
+        self.path = str(path or config.path)
+        ds = open_dataset(self.path)
+        self._check_names(ds)
+        spatial = config.spatial_dims
+        for dim in spatial:
+            if dim in ds.coords and ds.sizes[dim] > 1 and ds[dim].values[1] < ds[dim].values[0]:
+                ds = ds.isel({dim: slice(None, None, -1)})  # descending -> ascending
+        starts, spacings = zip(*(_uniform_axis(ds, d, self.path) for d in spatial))
+        self.grid = Grid(list(spatial), [ds.sizes[d] for d in spatial], list(starts), list(spacings))
+        variables = list(dict.fromkeys(config.input_variables + config.outputs))
+        lead = [config.sample_dim] + ([config.time_dim] if config.time_dim else [])
+        self.ds = ds[variables].transpose(*lead, *spatial)
+        nbytes = sum(self.ds[v].nbytes for v in variables)
+        if nbytes <= config.max_memory_gb * 2**30:
+            self.ds = self.ds.load()
+            self._check_finite(self.ds, variables)
+        else:  # larger than memory: read lazily, sample by sample, through dask
+            self.ds = open_dataset(self.path, chunks={config.sample_dim: 1})[variables]
+            self.ds = self.ds.transpose(*lead, *spatial)
+        self.n_samples = self.ds.sizes[config.sample_dim]
+        self.n_times = self.ds.sizes[config.time_dim] if config.time_dim else 1
+
+    def _check_names(self, ds: xr.Dataset) -> None:
+        cfg = self.config
+        for var in dict.fromkeys(cfg.input_variables + cfg.outputs):
+            if var not in ds.data_vars:
+                raise DataError(
+                    f"{self.path}: variable {var!r} is missing",
+                    f"one of the variables in the file: {sorted(ds.data_vars)}",
+                    "fix data.input_variables / data.output_variables",
+                )
+            wanted = [cfg.sample_dim] + ([cfg.time_dim] if cfg.time_dim else []) + list(
+                cfg.spatial_dims
+            )
+            missing = [d for d in wanted if d not in ds[var].dims]
+            if missing:
+                raise DataError(
+                    f"{self.path}: variable {var!r} has dims {ds[var].dims}, missing {missing}",
+                    f"dims {wanted}",
+                    "map the file's dim names with data.sample_dim, data.time_dim and "
+                    "data.spatial_dims",
+                )
+
+    def _check_finite(self, ds: xr.Dataset, variables: list[str]) -> None:
+        for var in variables:
+            values = ds[var].values
+            bad = ~np.isfinite(values)
+            if bad.any():
+                index = dict(zip(ds[var].dims, (int(i[0]) for i in np.nonzero(bad))))
+                raise DataError(
+                    f"{self.path}: variable {var!r} has {int(bad.sum())} NaN/Inf values "
+                    f"(first at {index})",
+                    "finite values everywhere",
+                    "drop or fill the bad samples (e.g. ds.dropna or ds.fillna) first",
+                )
+
+    def check_resolution(self, n_modes: tuple[int, ...]) -> None:
+        """Raise :class:`DataError` naming the dim if the grid is too coarse for ``n_modes``."""
+        for axis, (dim, n, m) in enumerate(zip(self.grid.dims, self.grid.sizes, n_modes)):
+            need = min_grid_points(m, half=axis == len(n_modes) - 1)
+            if n < need:
+                raise DataError(
+                    f"{self.path}: dim {dim!r} has {n} points but the model keeps "
+                    f"n_modes[{axis}]={m} there, which needs at least {need}",
+                    f"at least {need} points along {dim!r}",
+                    f"use finer data or lower n_modes[{axis}] to at most {n}",
+                )
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order)."""
+        parts = {"train": 0.8, "val": 0.1, "test": 0.1} | self.config.split
+        counts = {}
+        for name in ("train", "val", "test"):
+            value = parts.get(name, 0)
+            counts[name] = int(value) if value >= 1 else int(round(value * self.n_samples))
+        if sum(counts.values()) > self.n_samples:
+            raise DataError(
+                f"{self.path}: split {counts} needs {sum(counts.values())} samples, file has "
+                f"{self.n_samples}",
+                "a split that fits the number of samples",
+                "lower data.split counts or use fractions",
+            )
+        start = {"train": 0, "val": counts["train"], "test": counts["train"] + counts["val"]}
+        if split not in start:
+            raise ConfigError(f"Unknown split {split!r}", "train, val or test", "fix the name")
+        return np.arange(start[split], start[split] + counts[split])
+
+    def windows(self) -> list[int]:
+        """Start times ``t0`` of the input windows within each sample."""
+        cfg = self.config
+        if not cfg.time_dim:
+            return [0]
+        last = self.n_times - cfg.t_in - cfg.t_out
+        if last < cfg.time_start:
+            raise DataError(
+                f"{self.path}: {self.n_times} time steps cannot hold t_in={cfg.t_in} + "
+                f"t_out={cfg.t_out} steps from time_start={cfg.time_start}",
+                f"at least {cfg.time_start + cfg.t_in + cfg.t_out} time steps",
+                "lower t_in/t_out or generate longer trajectories",
+            )
+        return [cfg.time_start] if cfg.windows == "first" else list(range(cfg.time_start, last + 1))
+
+    def dataset(self, split: str) -> WindowDataset:
+        return WindowDataset(self, self.split_indices(split))
+
+    def fields(self, variables: list[str], sample: int, times: slice | None) -> np.ndarray:
+        """``(len(variables) * n_times, *spatial)`` float32 for one sample."""
+        cfg = self.config
+        out = []
+        for var in variables:
+            arr = self.ds[var]
+            index = {cfg.sample_dim: sample}
+            if cfg.time_dim:
+                index[cfg.time_dim] = times
+            values = np.asarray(arr.isel(index).values, dtype=np.float32)
+            if not np.isfinite(values).all():
+                raise DataError(
+                    f"{self.path}: variable {var!r} has NaN/Inf values in sample {sample}",
+                    "finite values",
+                    "drop or fill the bad samples first",
+                )
+            out.append(values.reshape(-1, *values.shape[-len(cfg.spatial_dims) :]))
+        return np.concatenate(out, axis=0)
+
+
+class WindowDataset(torch.utils.data.Dataset):
+    """``(input, target)`` float32 tensor pairs of the samples ``indices`` of a FieldData."""
+
+    def __init__(self, data: FieldData, indices: np.ndarray):
+        self.data = data
+        self.indices = indices
+        self.starts = data.windows()
+
+    def __len__(self) -> int:
+        return len(self.indices) * len(self.starts)
+
+    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg = self.data.config
+        sample = int(self.indices[item // len(self.starts)])
+        t0 = self.starts[item % len(self.starts)]
+        if cfg.time_dim:
+            x = self.data.fields(cfg.input_variables, sample, slice(t0, t0 + cfg.t_in))
+            end = t0 + cfg.t_in + cfg.t_out
+            y = self.data.fields(cfg.outputs, sample, slice(t0 + cfg.t_in, end))
+        else:
+            x = self.data.fields(cfg.input_variables, sample, None)
+            y = self.data.fields(cfg.outputs, sample, None)
+        return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def check_time_steps(config: DataConfig, rollout: bool) -> None:
+    """Rollouts feed outputs back as inputs: the variables must be the same."""
+    if rollout and config.outputs != config.input_variables:
+        raise ConfigError(
+            "training.rollout needs the same input and output variables, got "
+            f"{config.input_variables} -> {config.outputs}",
+            "output_variables equal to input_variables (or unset)",
+            "set training.rollout: false for a map between different variables",
+        )
+

@@ -1,0 +1,107 @@
+"""Reading and writing xarray datasets on disk (netCDF4, HDF5 via h5netcdf, zarr).
+
+Writes are atomic: the data go to a temporary sibling first and are renamed into place, so a
+crash never leaves a half-written file under the final name. Inputs are opened read-only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import xarray as xr
+
+from opflow.errors import DataError
+
+__all__ = ["open_dataset", "write_dataset", "atomic_write_bytes", "atomic_write_json"]
+
+_NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf"}
+_HDF5_SUFFIXES = {".h5", ".hdf5"}
+
+
+def _engine(path: Path) -> str:
+    suffix = path.suffix.lower()
+    if suffix == ".zarr":
+        return "zarr"
+    if suffix in _NETCDF_SUFFIXES:
+        return "netcdf4"
+    if suffix in _HDF5_SUFFIXES:
+        return "h5netcdf"
+    raise DataError(
+        f"Cannot tell the format of {path} from its suffix {suffix!r}",
+        "a .nc (netCDF4), .h5/.hdf5 (HDF5) or .zarr path",
+        "rename the file with one of those suffixes",
+    )
+
+
+def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Dataset:
+    """Open a dataset lazily (dask-backed when ``chunks`` is given), read-only."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(
+            f"No such data file: {path}",
+            "an existing .nc, .h5 or .zarr path",
+            "check the path, or create it with 'opflow generate'",
+        )
+    engine = _engine(path)
+    try:
+        if engine == "zarr":
+            return xr.open_zarr(path, chunks=chunks)
+        return xr.open_dataset(path, engine=engine, chunks=chunks)
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(
+            f"Could not read {path} as {engine}: {err}",
+            f"a valid {engine} file",
+            "regenerate or re-download the file",
+        ) from None
+
+
+def write_dataset(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Path:
+    """Write ``ds`` to ``path`` (format from the suffix) atomically; returns the path."""
+    path = Path(path)
+    engine = _engine(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
+    try:
+        if engine == "zarr":
+            ds.to_zarr(tmp, mode="w")
+        else:
+            encoding = (
+                {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
+                if compress and engine == "netcdf4"
+                else None
+            )
+            ds.to_netcdf(tmp, engine=engine, encoding=encoding)
+        if path.is_dir():  # a zarr store being replaced
+            backup = tmp.parent / (path.name + ".old")
+            os.replace(path, backup)
+            os.replace(tmp, path)
+            shutil.rmtree(backup)
+        else:
+            os.replace(tmp, path)
+    finally:
+        shutil.rmtree(tmp.parent, ignore_errors=True)
+    return path
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` through a temporary file and an fsync'd rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: object) -> None:
+    atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())

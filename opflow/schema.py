@@ -1,0 +1,176 @@
+"""Typed schemas for YAML files: dataclasses filled from plain dicts, with clear errors.
+
+Unknown keys are errors with a suggestion; values are checked against the field types
+(``int``, ``float``, ``str``, ``bool``, ``list[...]``, ``dict``, ``X | None``, ``Literal``,
+nested dataclasses). Used by dataset recipes and training configs alike.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+import yaml
+
+from opflow.errors import ConfigError
+
+__all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides"]
+
+T = TypeVar("T")
+
+
+def load_yaml(path: str | Path) -> dict:
+    """Read a YAML mapping (``yaml.safe_load``), with clear errors for missing/bad files."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(
+            f"No such file: {path}", "a path to an existing YAML file", "check the path"
+        )
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(
+            f"{path} is not valid YAML: {err}", "a YAML mapping", "fix the syntax"
+        ) from None
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{path} holds a {type(data).__name__}, not a mapping",
+            "a YAML mapping of keys to values",
+            "start the file with 'key: value' lines",
+        )
+    return data
+
+
+def _check(value: Any, hint: Any, where: str) -> Any:
+    origin = typing.get_origin(hint)
+    args = typing.get_args(hint)
+    if hint is Any:
+        return value
+    if origin in (typing.Union, types.UnionType):
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _check(value, arg, where)
+            except ConfigError as err:
+                errors.append(err)
+        raise errors[0]
+    if origin is Literal:
+        if value not in args:
+            close = difflib.get_close_matches(str(value), [str(a) for a in args], n=1)
+            raise ConfigError(
+                f"{where} = {value!r} is not allowed",
+                f"one of {list(args)}",
+                f"did you mean {close[0]!r}?" if close else f"use one of {list(args)}",
+            )
+        return value
+    if dataclasses.is_dataclass(hint):
+        return from_dict(hint, value, where)
+    if origin in (list, tuple):
+        if not isinstance(value, list | tuple):
+            raise _type_error(where, value, hint)
+        inner = args[0] if args else Any
+        return [_check(v, inner, f"{where}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or hint is dict:
+        if not isinstance(value, dict):
+            raise _type_error(where, value, hint)
+        return dict(value)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise _type_error(where, value, hint)
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _type_error(where, value, hint)
+        return value
+    if hint in (str, bool):
+        if not isinstance(value, hint):
+            raise _type_error(where, value, hint)
+        return value
+    return value
+
+
+def _type_error(where: str, value: Any, hint: Any) -> ConfigError:
+    name = getattr(hint, "__name__", str(hint))
+    return ConfigError(
+        f"{where} = {value!r} has the wrong type ({type(value).__name__})",
+        f"a value of type {name}",
+        f"write {where} as a {name}",
+    )
+
+
+def from_dict(cls: type[T], data: Any, where: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; ``where`` names the location in messages."""
+    if isinstance(data, cls):
+        return data
+    if not isinstance(data, dict):
+        raise ConfigError(
+            f"{where} must be a mapping, got {type(data).__name__}",
+            f"keys of {cls.__name__}",
+            f"write {where} as 'key: value' lines",
+        )
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    for key in data:
+        if key not in fields:
+            close = difflib.get_close_matches(str(key), list(fields), n=1)
+            raise ConfigError(
+                f"Unknown key {where}.{key}",
+                f"keys of {where}: {sorted(fields)}",
+                f"did you mean {where}.{close[0]}?" if close else f"remove {where}.{key}",
+            )
+    values = {}
+    for name, field in fields.items():
+        if name in data:
+            values[name] = _check(data[name], hints[name], f"{where}.{name}")
+        elif field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING:
+            raise ConfigError(
+                f"Missing key {where}.{name}",
+                f"{where}.{name} of type {hints[name]}",
+                f"add '{name}:' under {where}",
+            )
+    obj = cls(**values)
+    validate = getattr(obj, "validate", None)
+    if callable(validate):
+        validate()
+    return obj
+
+
+def to_dict(obj: Any) -> Any:
+    """Plain-data form of a (nested) dataclass, for JSON/YAML."""
+    if dataclasses.is_dataclass(obj):
+        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
+    if isinstance(obj, list | tuple):
+        return [to_dict(v) for v in obj]
+    if isinstance(obj, dict):
+        return {k: to_dict(v) for k, v in obj.items()}
+    return obj
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``key.sub=value`` strings (values parsed as YAML scalars) to a nested dict."""
+    data = dict(data)
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(
+                f"Override {item!r} has no '='",
+                "key.path=value",
+                "write e.g. --set training.epochs=5",
+            )
+        path, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        node = data
+        keys = path.split(".")
+        for key in keys[:-1]:
+            child = node.get(key)
+            node[key] = dict(child) if isinstance(child, dict) else {}
+            node = node[key]
+        node[keys[-1]] = value
+    return data

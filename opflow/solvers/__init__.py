@@ -1,0 +1,1 @@
+"""Numerical PDE solvers: data generation and coupling with surrogates."""

@@ -1,0 +1,227 @@
+"""The embedding API: a trained operator as an object that steps physical states.
+
+>>> surrogate = opflow.load("runs/quickstart")
+>>> nxt = surrogate(state)            # xarray.Dataset / NumPy / torch in, same kind out
+>>> traj = surrogate.rollout(state, steps=20)
+
+A :class:`Surrogate` holds the model, the normaliser fitted at training time, the task (which
+variables and how many time steps go in and come out) and the training grid's dim names. It
+works at any resolution the model accepts: the grid is read from the input.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import torch
+import xarray as xr
+
+from opflow.data.dataset import Grid
+from opflow.data.normalizer import Normalizer
+from opflow.errors import DataError, ShapeError
+
+__all__ = ["Task", "Surrogate", "load"]
+
+
+@dataclasses.dataclass
+class Task:
+    """What the model maps: ``t_in`` steps of ``input_variables`` to ``t_out`` steps of outputs.
+
+    With ``rollout`` the model predicts one step and is applied ``t_out`` times, feeding its
+    output back (inputs and outputs are then the same variables).
+    """
+
+    input_variables: list[str]
+    output_variables: list[str]
+    t_in: int = 1
+    t_out: int = 1
+    rollout: bool = False
+    sample_dim: str = "sample"
+    time_dim: str | None = "time"
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.input_variables) * self.t_in
+
+    @property
+    def model_out_channels(self) -> int:
+        return len(self.output_variables) * (1 if self.rollout else self.t_out)
+
+
+class Surrogate:
+    """A trained operator with its normaliser: physical fields in, physical fields out."""
+
+    def __init__(self, model: torch.nn.Module, normalizer: Normalizer, task: Task, grid: Grid):
+        self.model = model.eval()
+        self.normalizer = normalizer
+        self.task = task
+        self.grid = grid
+
+    # -- tensors ---------------------------------------------------------------------------
+    def forward_normalized(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Normalised ``(B, in_channels, *s)`` -> normalised ``(B, n_out * steps, *s)``."""
+        task = self.task
+        steps = task.t_out if steps is None else steps
+        if not task.rollout:
+            return self.model(x)
+        n_vars, t_in = len(task.input_variables), task.t_in
+        outputs = []
+        for _ in range(steps):
+            step = self.model(x)  # (B, n_vars, *s)
+            outputs.append(step)
+            history = x.unflatten(1, (n_vars, t_in))
+            x = torch.cat((history[:, :, 1:], step.unsqueeze(2)), dim=2).flatten(1, 2)
+        # (steps, B, n_vars, *s) -> variable-major channels (B, n_vars * steps, *s)
+        return torch.stack(outputs, dim=2).flatten(1, 2)
+
+    def predict(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        """Physical ``(B, in_channels, *s)`` -> physical ``(B, n_out * steps, *s)``."""
+        task = self.task
+        if x.ndim != 2 + len(self.grid.dims) or x.shape[1] != task.in_channels:
+            raise ShapeError(
+                f"The surrogate got a tensor of shape {tuple(x.shape)}",
+                f"(batch, {task.in_channels} = {len(task.input_variables)} variables x "
+                f"{task.t_in} steps, {len(self.grid.dims)} spatial axes)",
+                "stack the input variables' last t_in time steps as channels",
+            )
+        steps = task.t_out if steps is None else steps
+        if steps != task.t_out and not task.rollout:
+            raise ShapeError(
+                f"{steps} output steps requested from a model trained to output {task.t_out}",
+                f"steps = {task.t_out}",
+                "use rollout() for longer horizons",
+            )
+        z = self.normalizer.encode(x, task.input_variables, task.t_in)
+        out = self.forward_normalized(z, steps)
+        return self.normalizer.decode(out, task.output_variables, steps)
+
+    # -- user-facing -----------------------------------------------------------------------
+    def __call__(self, state, steps: int | None = None):
+        """Predict the next ``t_out`` steps (or ``steps`` with a rollout model).
+
+        ``state``: an ``xarray.Dataset`` holding the input variables with dims
+        ``([sample,] [time,] *spatial)`` (the last ``t_in`` time steps are used), or a NumPy
+        array / torch tensor ``([batch,] in_channels, *spatial)``. Returns the same kind.
+        """
+        if isinstance(state, xr.Dataset):
+            return self._call_xarray(state, steps)
+        if isinstance(state, np.ndarray):
+            return self(torch.from_numpy(state), steps).numpy()
+        if torch.is_tensor(state):
+            unbatched = state.ndim == 1 + len(self.grid.dims)
+            x = state[None] if unbatched else state
+            with torch.no_grad():
+                y = self.predict(x.to(torch.float32), steps)
+            return y[0] if unbatched else y
+        raise ShapeError(
+            f"Cannot step a state of type {type(state).__name__}",
+            "an xarray.Dataset, a NumPy array or a torch tensor",
+            "convert the state first",
+        )
+
+    def rollout(self, state, steps: int):
+        """Apply the surrogate repeatedly for ``steps`` new time steps.
+
+        Works for any model whose outputs are its inputs (same variables); each application
+        consumes the latest ``t_in`` steps. Returns the new steps only, of the input's kind.
+        """
+        task = self.task
+        if task.output_variables != task.input_variables:
+            raise ShapeError(
+                "rollout needs a surrogate whose outputs are its inputs, got "
+                f"{task.input_variables} -> {task.output_variables}",
+                "the same input and output variables",
+                "call the surrogate once instead",
+            )
+        if isinstance(state, xr.Dataset):
+            return self._call_xarray(state, steps, repeat=True)
+        x = state if torch.is_tensor(state) else torch.from_numpy(np.asarray(state))
+        unbatched = x.ndim == 1 + len(self.grid.dims)
+        x = (x[None] if unbatched else x).to(torch.float32)
+        out = self._repeat(x, steps)
+        out = out[0] if unbatched else out
+        return out if torch.is_tensor(state) else out.numpy()
+
+    def _repeat(self, x: torch.Tensor, steps: int) -> torch.Tensor:
+        task = self.task
+        n_vars = len(task.input_variables)
+        produced = []
+        with torch.no_grad():
+            while sum(p.shape[2] for p in produced) < steps:
+                per_call = task.t_out
+                y = self.predict(x).unflatten(1, (n_vars, per_call))
+                produced.append(y)
+                history = torch.cat((x.unflatten(1, (n_vars, task.t_in)), y), dim=2)
+                x = history[:, :, -task.t_in :].flatten(1, 2)
+        return torch.cat(produced, dim=2)[:, :, :steps].flatten(1, 2)
+
+    def _call_xarray(self, ds: xr.Dataset, steps: int | None, repeat: bool = False):
+        task, spatial = self.task, self.grid.dims
+        missing = [v for v in task.input_variables if v not in ds.data_vars]
+        if missing:
+            raise DataError(
+                f"The state has no variable(s) {missing}",
+                f"variables {task.input_variables}",
+                f"pass a Dataset with {task.input_variables}",
+            )
+        has_sample = task.sample_dim in ds.dims
+        time_dim = task.time_dim if task.time_dim and task.time_dim in ds.dims else None
+        lead = ([task.sample_dim] if has_sample else []) + ([time_dim] if time_dim else [])
+        arrays = []
+        for var in task.input_variables:
+            da = ds[var]
+            for dim in spatial:
+                if dim not in da.dims:
+                    raise DataError(
+                        f"Variable {var!r} has dims {da.dims}, no {dim!r}",
+                        f"spatial dims {spatial}",
+                        "rename the state's dims to the training data's names",
+                    )
+                if dim in da.coords and da.sizes[dim] > 1 and da[dim][1] < da[dim][0]:
+                    da = da.isel({dim: slice(None, None, -1)})
+            da = da.transpose(*lead, *spatial)
+            values = np.asarray(da.values, dtype=np.float32)
+            if not has_sample:
+                values = values[None]
+            if time_dim:
+                if values.shape[1] < task.t_in:
+                    raise DataError(
+                        f"The state holds {values.shape[1]} time steps of {var!r}",
+                        f"at least t_in = {task.t_in}",
+                        "pass a longer history",
+                    )
+                values = values[:, -task.t_in :]
+            else:
+                values = values[:, None]
+            arrays.append(values)
+        x = torch.from_numpy(np.concatenate(arrays, axis=1))
+        n_steps = task.t_out if steps is None else steps
+        with torch.no_grad():
+            y = self._repeat(x, n_steps) if repeat else self.predict(x, steps)
+        y = y.unflatten(1, (len(task.output_variables), n_steps)).numpy()
+        coords = {d: ds[d].values for d in spatial if d in ds.coords}
+        if has_sample:
+            coords[task.sample_dim] = ds[task.sample_dim].values
+        out_dim = time_dim or "step"
+        if time_dim and time_dim in ds.coords and ds.sizes[time_dim] >= 2:
+            t = ds[time_dim].values
+            coords[out_dim] = t[-1] + (t[-1] - t[-2]) * np.arange(1, n_steps + 1)
+        else:
+            coords[out_dim] = np.arange(1, n_steps + 1)
+        data_vars = {}
+        for i, var in enumerate(task.output_variables):
+            field = y[:, i]
+            dims = ([task.sample_dim] if has_sample else []) + [out_dim, *spatial]
+            field = field if has_sample else field[0]
+            attrs = ds[var].attrs if var in ds else {}
+            data_vars[var] = (dims, field, attrs)
+        return xr.Dataset(data_vars, coords=coords, attrs={"source": "opflow surrogate"})
+
+
+def load(run_dir: str | Path, checkpoint: str = "best") -> Surrogate:
+    """Load the ``best`` (or ``last``) checkpoint of a training run as a :class:`Surrogate`."""
+    from opflow.train.trainer import surrogate_from_checkpoint
+
+    return surrogate_from_checkpoint(Path(run_dir), checkpoint)

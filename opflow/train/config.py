@@ -1,0 +1,107 @@
+"""The training config: a typed schema for ``opflow train CONFIG.yaml``.
+
+Every section is a dataclass; unknown keys are errors with a suggestion (see
+:mod:`opflow.schema`). Example: ``configs/quickstart.yaml``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+from typing import Literal
+
+from opflow.data.dataset import DataConfig
+from opflow.errors import ConfigError
+from opflow.schema import apply_overrides, from_dict, load_yaml
+
+__all__ = [
+    "ModelConfig",
+    "LossConfig",
+    "OptimizerConfig",
+    "SchedulerConfig",
+    "TrainingConfig",
+    "Config",
+    "load_config",
+]
+
+
+@dataclasses.dataclass
+class ModelConfig:
+    """A registered model (``opflow.models.registered_models()``) and its arguments.
+
+    ``in_channels`` and ``out_channels`` are filled in from the data when not given.
+    """
+
+    name: str
+    args: dict = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass
+class LossConfig:
+    """``relative_lp``: mean over samples of ||e||_p / ||y||_p; ``h1``: the same in the H1 norm."""
+
+    kind: Literal["relative_lp", "h1"] = "relative_lp"
+    p: int = 2
+
+
+@dataclasses.dataclass
+class OptimizerConfig:
+    name: Literal["adam", "adamw"] = "adam"
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+
+
+@dataclasses.dataclass
+class SchedulerConfig:
+    """Learning-rate schedule as a function of the step (stateless, so resume is exact).
+
+    ``constant``; ``cosine`` (to ``min_lr_ratio * lr``); ``step`` (multiply by ``gamma`` every
+    ``step_epochs``); ``onecycle`` (linear warm-up for ``warmup_fraction``, then cosine).
+    """
+
+    name: Literal["constant", "cosine", "step", "onecycle"] = "cosine"
+    min_lr_ratio: float = 0.0
+    gamma: float = 0.5
+    step_epochs: int = 100
+    warmup_fraction: float = 0.1
+
+
+@dataclasses.dataclass
+class TrainingConfig:
+    epochs: int = 10
+    batch_size: int = 16
+    seed: int = 0
+    rollout: bool = False
+    threads: int | None = None
+    checkpoint_every: int = 1
+    output_dir: str = "runs/run"
+    tensorboard: bool = False
+
+    def validate(self) -> None:
+        if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
+            raise ConfigError(
+                f"training.epochs={self.epochs}, batch_size={self.batch_size}, "
+                f"checkpoint_every={self.checkpoint_every}",
+                "positive integers",
+                "fix the training section",
+            )
+
+
+@dataclasses.dataclass
+class Config:
+    data: DataConfig
+    model: ModelConfig
+    loss: LossConfig = dataclasses.field(default_factory=LossConfig)
+    optimizer: OptimizerConfig = dataclasses.field(default_factory=OptimizerConfig)
+    scheduler: SchedulerConfig = dataclasses.field(default_factory=SchedulerConfig)
+    training: TrainingConfig = dataclasses.field(default_factory=TrainingConfig)
+
+
+def load_config(path: str | Path, overrides: list[str] | None = None) -> Config:
+    """Read, override (``key.path=value``) and validate a training config."""
+    data = apply_overrides(load_yaml(path), overrides or [])
+    return from_dict(Config, data, where="config")
+
+
+def config_from_dict(data: dict) -> Config:
+    return from_dict(Config, data, where="config")
