@@ -1,9 +1,9 @@
 """The ``opflow`` command: a thin layer over the Python API.
 
-    opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recipes)
-    opflow train CONFIG.yaml [--set k=v] [--resume]  train (opflow.train.train)
-    opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
-    opflow quickstart [--out DIR]                   all three on the built-in default
+opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recipes)
+opflow train CONFIG.yaml [--set k=v] [--resume]  train (opflow.train.train)
+opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
+opflow quickstart [--out DIR]                   all three on the built-in default
 """
 
 from __future__ import annotations

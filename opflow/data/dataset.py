@@ -45,9 +45,7 @@ class DataConfig:
     t_out: int = 1
     time_start: int = 0
     windows: Literal["first", "all"] = "all"
-    split: dict = dataclasses.field(
-        default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1}
-    )
+    split: dict = dataclasses.field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     max_memory_gb: float = 4.0
 
     @property
@@ -126,7 +124,9 @@ class FieldData:
             if dim in ds.coords and ds.sizes[dim] > 1 and ds[dim].values[1] < ds[dim].values[0]:
                 ds = ds.isel({dim: slice(None, None, -1)})  # descending -> ascending
         starts, spacings = zip(*(_uniform_axis(ds, d, self.path) for d in spatial))
-        self.grid = Grid(list(spatial), [ds.sizes[d] for d in spatial], list(starts), list(spacings))
+        self.grid = Grid(
+            list(spatial), [ds.sizes[d] for d in spatial], list(starts), list(spacings)
+        )
         variables = list(dict.fromkeys(config.input_variables + config.outputs))
         lead = [config.sample_dim] + ([config.time_dim] if config.time_dim else [])
         self.ds = ds[variables].transpose(*lead, *spatial)
@@ -149,8 +149,8 @@ class FieldData:
                     f"one of the variables in the file: {sorted(ds.data_vars)}",
                     "fix data.input_variables / data.output_variables",
                 )
-            wanted = [cfg.sample_dim] + ([cfg.time_dim] if cfg.time_dim else []) + list(
-                cfg.spatial_dims
+            wanted = (
+                [cfg.sample_dim] + ([cfg.time_dim] if cfg.time_dim else []) + list(cfg.spatial_dims)
             )
             missing = [d for d in wanted if d not in ds[var].dims]
             if missing:
@@ -189,10 +189,15 @@ class FieldData:
     def split_indices(self, split: str) -> np.ndarray:
         """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order)."""
         parts = {"train": 0.8, "val": 0.1, "test": 0.1} | self.config.split
-        counts = {}
+        counts, used, cumulative = {}, 0, 0.0
         for name in ("train", "val", "test"):
             value = parts.get(name, 0)
-            counts[name] = int(value) if value >= 1 else int(round(value * self.n_samples))
+            if value >= 1:  # a sample count
+                counts[name] = int(value)
+            else:  # a fraction: round the cumulative boundary so fractions never overshoot
+                cumulative += value
+                counts[name] = max(0, int(round(cumulative * self.n_samples)) - used)
+            used += counts[name]
         if sum(counts.values()) > self.n_samples:
             raise DataError(
                 f"{self.path}: split {counts} needs {sum(counts.values())} samples, file has "
@@ -277,4 +282,3 @@ def check_time_steps(config: DataConfig, rollout: bool) -> None:
             "output_variables equal to input_variables (or unset)",
             "set training.rollout: false for a map between different variables",
         )
-

@@ -118,9 +118,7 @@ def generate(
     dtype = torch.float64 if recipe.dtype == "float64" else torch.float32
     finest = max(recipe.resolutions)
     generator = torch.Generator().manual_seed(recipe.seed)
-    forcing = (
-        navier_stokes.default_forcing(finest, dtype) if recipe.forcing == "fno" else None
-    )
+    forcing = navier_stokes.default_forcing(finest, dtype) if recipe.forcing == "fno" else None
     fields = np.empty(
         (recipe.n_samples, recipe.n_records + 1, finest, finest), dtype=np.dtype(recipe.dtype)
     )

@@ -77,7 +77,8 @@ def evaluate_run(
         label = "x".join(str(n) for n in data.grid.sizes)
         stem = f"{Path(path).stem}"
         pred_path = write_dataset(
-            _predictions_dataset(pred, truth, data, dataset, task), out_dir / f"predictions_{stem}.nc"
+            _predictions_dataset(pred, truth, data, dataset, task),
+            out_dir / f"predictions_{stem}.nc",
         )
         fields_path = out_dir / f"fields_{stem}.png"
         extent = _extent(data)

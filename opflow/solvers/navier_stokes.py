@@ -65,8 +65,9 @@ def gaussian_random_field(
 ) -> torch.Tensor:
     r"""Samples of a periodic Gaussian random field with covariance ``(-\Delta + tau^2)^-alpha``.
 
-    As in FNO's generator: Fourier coefficients ``sqrt(2) sigma (4 pi^2 |k|^2 + tau^2)^(-alpha/2)``
-    times complex white noise, ``sigma = tau^(alpha - 1)``, zero mean. Returns ``(n_samples, n, n)``.
+    As in FNO's generator: Fourier coefficients
+    ``sqrt(2) sigma (4 pi^2 |k|^2 + tau^2)^(-alpha/2)`` times complex white noise,
+    ``sigma = tau^(alpha - 1)``, zero mean. Returns ``(n_samples, n, n)``.
     """
     sigma = tau ** (0.5 * (2 * alpha - 2))
     k = torch.fft.fftfreq(n, d=1.0 / n, dtype=torch.float64)
@@ -81,7 +82,9 @@ def gaussian_random_field(
 def taylor_green_vorticity(
     n: int, t: float, viscosity: float, mode: int = 1, dtype: torch.dtype = torch.float64
 ) -> torch.Tensor:
-    r"""Exact decaying Taylor–Green vortex ``w = 2 (2 pi m) cos(2 pi m x) cos(2 pi m y) e^{-2 nu (2 pi m)^2 t}``.
+    r"""Exact decaying Taylor–Green vortex.
+
+    ``w = 2 (2 pi m) cos(2 pi m x) cos(2 pi m y) exp(-2 nu (2 pi m)^2 t)``.
 
     Its stream function is an eigenfunction of the Laplacian, so ``u . grad w = 0`` and only
     viscosity acts. Returns ``(1, n, n)``.

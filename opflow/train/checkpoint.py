@@ -67,7 +67,9 @@ def save_checkpoint(
     atomic_write_bytes(path, blob)
     digest = hashlib.sha256(blob).hexdigest()
     for tag in tags:
-        atomic_write_json(folder / f"{tag}.json", {"file": path.name, "sha256": digest, "epoch": epoch})
+        atomic_write_json(
+            folder / f"{tag}.json", {"file": path.name, "sha256": digest, "epoch": epoch}
+        )
     _remove_unreferenced(folder)
     return path
 

@@ -71,7 +71,10 @@ def _task(data: DataConfig, rollout: bool) -> Task:
 
 def _build_model(config: Config, task: Task) -> torch.nn.Module:
     args = dict(config.model.args)
-    for key, value in (("in_channels", task.in_channels), ("out_channels", task.model_out_channels)):
+    for key, value in (
+        ("in_channels", task.in_channels),
+        ("out_channels", task.model_out_channels),
+    ):
         if args.setdefault(key, value) != value:
             raise ConfigError(
                 f"model.args.{key}={args[key]} does not match the data ({value})",
@@ -185,14 +188,18 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         model.train()
         batches = _batches(len(train_set), tcfg.batch_size, tcfg.seed, epoch)
         running = 0.0
-        bar = tqdm(batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=progress is False)
+        bar = tqdm(
+            batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=progress is False
+        )
         for i, indices in enumerate(bar):
             lr = learning_rate(config, epoch * steps_per_epoch + i, total_steps, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = _collate(train_set, indices)
             z = normalizer.encode(x, task.input_variables, task.t_in)
-            pred = normalizer.decode(surrogate.forward_normalized(z), task.output_variables, task.t_out)
+            pred = normalizer.decode(
+                surrogate.forward_normalized(z), task.output_variables, task.t_out
+            )
             loss = loss_fn(pred, y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()

@@ -1,0 +1,52 @@
+"""Shared helpers: small real datasets written to disk with xarray."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import xarray as xr
+
+
+def field_dataset(
+    n_samples: int = 6,
+    n_times: int = 5,
+    ny: int = 16,
+    nx: int = 16,
+    dims: tuple[str, str, str, str] = ("sample", "time", "y", "x"),
+    seed: int = 0,
+) -> xr.Dataset:
+    """Smooth random periodic fields with CF attrs, as opflow writes them."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(ny) / ny
+    x = np.arange(nx) / nx
+    phase = rng.uniform(0, 2 * np.pi, size=(n_samples, 1, 1, 1))
+    t = np.arange(n_times)[None, :, None, None]
+    field = np.sin(2 * np.pi * (x[None, None, None, :] + 0.1 * t) + phase) * np.cos(
+        2 * np.pi * y[None, None, :, None]
+    )
+    field = field + 0.1 * rng.standard_normal(field.shape)
+    s, tt, yy, xx = dims
+    return xr.Dataset(
+        {
+            "vorticity": (
+                (s, tt, yy, xx),
+                field.astype(np.float32),
+                {"units": "1", "long_name": "w"},
+            )
+        },
+        coords={
+            s: np.arange(n_samples),
+            tt: ("time" if tt == "time" else tt, np.arange(n_times, dtype=float)),
+            yy: (yy, y, {"units": "1"}),
+            xx: (xx, x, {"units": "1"}),
+        },
+    )
+
+
+@pytest.fixture
+def nc_file(tmp_path: Path) -> Path:
+    path = tmp_path / "fields.nc"
+    field_dataset().to_netcdf(path)
+    return path

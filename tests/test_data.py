@@ -1,0 +1,114 @@
+"""The xarray data layer on real files: formats, dim names, lazy reads, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+from conftest import field_dataset
+
+from opflow.data import DataConfig, FieldData, Normalizer, open_dataset, write_dataset
+from opflow.errors import DataError
+
+
+def _config(path, **kw) -> DataConfig:
+    base = {"path": str(path), "input_variables": ["vorticity"]}
+    return DataConfig(**(base | kw))
+
+
+def test_windows_pairs_and_split(nc_file):
+    data = FieldData(_config(nc_file, t_in=2, t_out=1, split={"train": 4, "val": 1, "test": 1}))
+    train = data.dataset("train")
+    assert len(train) == 4 * 3  # 4 samples x windows t0 = 0, 1, 2
+    x, y = train[4]  # sample 1, t0 = 1
+    ds = xr.open_dataset(nc_file)
+    np.testing.assert_array_equal(x.numpy(), ds.vorticity.values[1, 1:3])
+    np.testing.assert_array_equal(y.numpy(), ds.vorticity.values[1, 3:4])
+    assert list(data.split_indices("test")) == [5]
+
+
+@pytest.mark.parametrize("suffix", [".nc", ".h5", ".zarr"])
+def test_formats_round_trip_and_lazy_reads(tmp_path, suffix):
+    ds = field_dataset()
+    path = write_dataset(ds, tmp_path / f"fields{suffix}")
+    back = open_dataset(path).load()
+    np.testing.assert_array_equal(back.vorticity.values, ds.vorticity.values)
+    eager = FieldData(_config(path))
+    lazy = FieldData(_config(path, max_memory_gb=1e-9))  # forces the dask path
+    assert lazy.ds.vorticity.chunks is not None
+    for a, b in zip(eager.dataset("train")[3], lazy.dataset("train")[3]):
+        assert torch.equal(a, b)
+
+
+def test_any_dim_names_and_descending_coordinates(tmp_path):
+    ds = field_dataset(dims=("member", "step", "lat", "lon"))
+    ds = ds.isel(lat=slice(None, None, -1))  # latitude stored descending, as in ERA5
+    path = tmp_path / "era.nc"
+    ds.to_netcdf(path)
+    cfg = _config(path, sample_dim="member", time_dim="step", spatial_dims=["lat", "lon"])
+    data = FieldData(cfg)
+    assert data.grid.dims == ["lat", "lon"] and data.grid.spacing[0] > 0
+    x, _ = data.dataset("train")[0]
+    ascending = ds.sortby("lat").vorticity.values[0, 0]
+    np.testing.assert_array_equal(x[0].numpy(), ascending)
+
+
+def test_missing_variable_is_named(nc_file):
+    with pytest.raises(DataError, match="'pressure' is missing.*'vorticity'"):
+        FieldData(_config(nc_file, input_variables=["pressure"]))
+
+
+def test_wrong_dims_are_named(nc_file):
+    with pytest.raises(DataError, match=r"missing \['lat'\].*data.spatial_dims"):
+        FieldData(_config(nc_file, spatial_dims=["lat", "x"]))
+
+
+def test_nan_and_inf_are_reported_with_location(tmp_path):
+    ds = field_dataset()
+    ds.vorticity.values[2, 1, 3, 4] = np.nan
+    ds.vorticity.values[4, 0, 0, 0] = np.inf
+    path = tmp_path / "bad.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(DataError, match=r"2 NaN/Inf values \(first at \{'sample': 2"):
+        FieldData(_config(path))
+
+
+def test_non_uniform_axis_is_rejected(tmp_path):
+    ds = field_dataset()
+    x = ds.x.values.copy()
+    x[5] += 0.01
+    ds = ds.assign_coords(x=("x", x))
+    path = tmp_path / "stretched.nc"
+    ds.to_netcdf(path)
+    with pytest.raises(DataError, match="coordinate 'x' is not uniformly spaced.*index 4"):
+        FieldData(_config(path))
+
+
+def test_too_coarse_for_the_modes_names_the_dim(nc_file):
+    data = FieldData(_config(nc_file))
+    data.check_resolution((16, 16))
+    with pytest.raises(DataError, match="dim 'x' has 16 points but the model keeps n_modes"):
+        data.check_resolution((16, 20))
+
+
+def test_normalizer_is_fitted_on_the_training_split_only(tmp_path):
+    ds = field_dataset(n_samples=10)
+    ds["vorticity"][8:] += 100.0  # test samples far off: must not leak into the statistics
+    path = tmp_path / "shifted.nc"
+    ds.to_netcdf(path)
+    data = FieldData(_config(path))
+    norm = Normalizer.fit(data, data.split_indices("train"), ["vorticity"])
+    expected = ds.vorticity.values[:8]
+    assert norm.mean["vorticity"] == pytest.approx(expected.mean(), rel=1e-5)
+    assert norm.std["vorticity"] == pytest.approx(expected.std(), rel=1e-4)
+    x = torch.randn(2, 3, 4, 4)
+    back = norm.decode(norm.encode(x, ["vorticity"], 3), ["vorticity"], 3)
+    assert torch.allclose(back, x, atol=1e-5)
+
+
+def test_input_file_is_never_modified(nc_file):
+    before = nc_file.read_bytes()
+    data = FieldData(_config(nc_file))
+    data.dataset("train")[0]
+    assert nc_file.read_bytes() == before

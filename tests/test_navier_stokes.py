@@ -1,0 +1,122 @@
+"""The Navier–Stokes solver against the exact Taylor–Green decay, its convergence, and recipes."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import xarray as xr
+
+from opflow.data.recipes import generate, load_recipe
+from opflow.errors import ConfigError
+from opflow.solvers import navier_stokes as ns
+
+
+def _rel(a, b) -> float:
+    return ((a - b).norm() / b.norm()).item()
+
+
+def test_taylor_green_matches_exact_decay():
+    nu = 1e-3  # the viscosity of the benchmark data
+    for mode in (1, 2):
+        w0 = ns.taylor_green_vorticity(32, 0.0, nu, mode=mode)
+        out = ns.solve(w0, nu, record_interval=0.5, n_records=4, dt=1 / 100)
+        for i in range(4):
+            exact = ns.taylor_green_vorticity(32, 0.5 * (i + 1), nu, mode=mode)
+            assert _rel(out[:, i], exact) < 1e-6
+
+
+def test_taylor_green_converges_second_order_in_time():
+    nu = 5e-2
+    w0 = ns.taylor_green_vorticity(16, 0.0, nu)
+    exact = ns.taylor_green_vorticity(16, 1.0, nu)
+    errors = [_rel(ns.solve(w0, nu, 1.0, 1, dt=dt)[:, 0], exact) for dt in (0.1, 0.05, 0.025)]
+    orders = [math.log2(errors[i] / errors[i + 1]) for i in range(2)]
+    assert all(1.9 < p < 2.1 for p in orders), (errors, orders)
+
+
+def test_nonlinear_flow_converges_in_time_and_space():
+    gen = torch.Generator().manual_seed(0)
+    fine = 128
+    w0_fine = ns.gaussian_random_field(2, fine, generator=gen)
+    forcing = ns.default_forcing(fine)
+    # time: explicit advection is first order; errors against a 4x finer step
+    ref = ns.solve(w0_fine[:, ::2, ::2], 1e-3, 1.0, 1, ns.default_forcing(64), dt=1 / 512)
+    errs = [
+        _rel(ns.solve(w0_fine[:, ::2, ::2], 1e-3, 1.0, 1, ns.default_forcing(64), dt=dt), ref)
+        for dt in (1 / 32, 1 / 64, 1 / 128)
+    ]
+    assert errs[0] > errs[1] > errs[2]
+    assert math.log2(errs[0] / errs[1]) > 0.9 and math.log2(errs[1] / errs[2]) > 0.9
+    # space: the same band-limited initial condition on finer grids converges spectrally
+    kept = torch.fft.rfft2(w0_fine)
+    kept[..., 8:-8, :] = 0
+    kept[..., 9:] = 0
+    smooth = torch.fft.irfft2(kept, s=(fine, fine))
+    results = {}
+    for n in (32, 64, 128):
+        step = fine // n
+        results[n] = ns.solve(
+            smooth[:, ::step, ::step], 1e-2, 0.5, 1, forcing[::step, ::step], dt=1 / 400
+        )
+    err_32 = _rel(results[32][..., :, :], results[128][..., ::4, ::4])
+    err_64 = _rel(results[64], results[128][..., ::2, ::2])
+    assert err_64 < err_32 / 10 and err_64 < 1e-4, (err_32, err_64)
+
+
+def test_cfl_time_step_and_bad_settings():
+    w0 = ns.gaussian_random_field(1, 32, generator=torch.Generator().manual_seed(1))
+    auto = ns.solve(w0, 1e-3, 0.5, 1, ns.default_forcing(32))
+    fixed = ns.solve(w0, 1e-3, 0.5, 1, ns.default_forcing(32), dt=1 / 2000)
+    assert _rel(auto, fixed) < 2e-2  # the CFL step is accurate to first order
+    with pytest.raises(ConfigError, match="does not divide"):
+        ns.solve(w0, 1e-3, 0.5, 1, dt=0.3)
+    with pytest.raises(ConfigError, match="n even"):
+        ns.solve(torch.zeros(1, 33, 33), 1e-3, 0.5, 1)
+
+
+RECIPE = """\
+name: tiny_ns
+equation: navier_stokes
+viscosity: 1.0e-3
+resolutions: [16, 32]
+n_samples: 3
+n_records: 2
+record_interval: 0.5
+seed: 7
+dtype: float32
+batch_size: 2
+"""
+
+
+def test_recipe_is_reproducible_and_resolutions_share_initial_conditions(tmp_path):
+    recipe_path = tmp_path / "tiny.yaml"
+    recipe_path.write_text(RECIPE)
+    recipe = load_recipe(recipe_path)
+    first = generate(recipe, tmp_path / "a" / "ns.nc", progress=False)
+    second = generate(recipe, tmp_path / "b" / "ns.nc", progress=False)
+    assert sorted(first) == [16, 32]
+    for n in first:
+        assert first[n].read_bytes() == second[n].read_bytes()
+    coarse, fine = xr.open_dataset(first[16]), xr.open_dataset(first[32])
+    assert coarse.vorticity.dims == ("sample", "time", "y", "x")
+    assert coarse.vorticity.attrs["units"] == "1" and "long_name" in coarse.x.attrs
+    assert "tiny_ns" in coarse.attrs["recipe"] and coarse.attrs["source"] == ns.SOLVER_VERSION
+    np.testing.assert_array_equal(coarse.vorticity.values, fine.vorticity.values[..., ::2, ::2])
+    np.testing.assert_allclose(coarse.time.values, [0.0, 0.5, 1.0])
+    # no temporary files left behind
+    assert sorted(p.name for p in (tmp_path / "a").iterdir()) == ["ns_16.nc", "ns_32.nc"]
+
+
+def test_recipe_errors_name_the_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(RECIPE.replace("viscosity", "viscocity"))
+    with pytest.raises(
+        ConfigError, match="did you mean tiny_ns.viscosity|did you mean bad.viscosity"
+    ):
+        load_recipe(bad)
+    bad.write_text(RECIPE.replace("[16, 32]", "[16, 24]"))
+    with pytest.raises(ConfigError, match="resolution 16 cannot be sampled"):
+        load_recipe(bad)

@@ -1,0 +1,182 @@
+"""Config training end to end: learning, exact resume after SIGKILL, checkpoints, config errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import safetensors.torch
+import torch
+import yaml
+
+import opflow
+from opflow.data.recipes import generate, load_recipe
+from opflow.errors import CheckpointError, ConfigError
+from opflow.train import load_config, train
+
+RECIPE = """\
+name: train_ns
+equation: navier_stokes
+viscosity: 1.0e-3
+resolutions: [32, 64]
+n_samples: 24
+n_records: 6
+record_interval: 1.0
+seed: 3
+dtype: float32
+batch_size: 24
+"""
+
+
+def _config(data_path: Path, out: Path, epochs: int = 3, **training) -> dict:
+    return {
+        "data": {
+            "path": str(data_path),
+            "input_variables": ["vorticity"],
+            "t_in": 1,
+            "t_out": 1,
+            "time_start": 1,
+            "split": {"train": 16, "val": 4, "test": 4},
+        },
+        "model": {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}},
+        "optimizer": {"lr": 1.0e-2},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 8,
+            "seed": 0,
+            "threads": 1,
+            "output_dir": str(out),
+        }
+        | training,
+    }
+
+
+@pytest.fixture(scope="module")
+def ns_files(tmp_path_factory) -> dict[int, Path]:
+    folder = tmp_path_factory.mktemp("ns")
+    (folder / "recipe.yaml").write_text(RECIPE)
+    return generate(load_recipe(folder / "recipe.yaml"), folder / "ns.nc", progress=False)
+
+
+def _write(path: Path, data: dict) -> Path:
+    path.write_text(yaml.safe_dump(data))
+    return path
+
+
+def test_training_learns_and_writes_the_run(ns_files, tmp_path):
+    cfg = _write(tmp_path / "cfg.yaml", _config(ns_files[32], tmp_path / "run", epochs=12))
+    run = train(load_config(cfg), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(12))
+    assert rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
+    assert rows[-1]["val_rel_l2"] < rows[0]["val_rel_l2"]
+    for name in ("config.yaml", "checkpoints/last.json", "checkpoints/best.json"):
+        assert (run / name).is_file()
+    # weights are safetensors, readable without pickle
+    pointer = json.loads((run / "checkpoints/last.json").read_text())
+    tensors = safetensors.torch.load_file(run / "checkpoints" / pointer["file"])
+    assert any(k.startswith("model.blocks.0.conv.weight") for k in tensors)
+    with pytest.raises(ConfigError, match="already holds a trained run"):
+        train(load_config(cfg), progress=False)
+
+
+def _final_weights(run: Path) -> dict[str, torch.Tensor]:
+    pointer = json.loads((run / "checkpoints/last.json").read_text())
+    tensors = safetensors.torch.load_file(run / "checkpoints" / pointer["file"])
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
+def _cli(*args: str, **kw) -> subprocess.Popen:
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen(
+        [sys.executable, "-m", "opflow.cli", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        **kw,
+    )
+
+
+def test_resume_after_sigkill_gives_the_same_weights(ns_files, tmp_path):
+    epochs = 6
+    base = _config(ns_files[64], tmp_path / "straight", epochs=epochs)
+    base["data"]["windows"] = "all"
+    straight_cfg = _write(tmp_path / "straight.yaml", base)
+    killed_cfg = _write(
+        tmp_path / "killed.yaml",
+        base | {"training": base["training"] | {"output_dir": str(tmp_path / "killed")}},
+    )
+    assert _cli("train", str(straight_cfg)).wait(timeout=600) == 0
+
+    proc = _cli("train", str(killed_cfg))
+    metrics = tmp_path / "killed" / "metrics.jsonl"
+    deadline = time.time() + 300
+    while time.time() < deadline:  # wait until two epochs are done, then kill mid-epoch
+        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
+            break
+        time.sleep(0.05)
+    time.sleep(0.3)
+    proc.send_signal(signal.SIGKILL)
+    assert proc.wait(timeout=60) == -signal.SIGKILL
+    done = json.loads((tmp_path / "killed/checkpoints/last.json").read_text())["epoch"]
+    assert done < epochs - 1, "the run finished before it was killed"
+
+    resumed = _cli("train", str(killed_cfg), "--resume")
+    out, _ = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, out
+    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    rows = [json.loads(x) for x in metrics.read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == list(range(epochs))
+
+
+def test_corrupt_and_truncated_checkpoints_are_clear_errors(ns_files, tmp_path):
+    run = train(
+        load_config(_write(tmp_path / "c.yaml", _config(ns_files[32], tmp_path / "run", 1))),
+        progress=False,
+    )
+    pointer = json.loads((run / "checkpoints/best.json").read_text())
+    weights = run / "checkpoints" / pointer["file"]
+    blob = weights.read_bytes()
+    weights.write_bytes(blob[: len(blob) // 2])
+    with pytest.raises(CheckpointError, match="truncated or corrupt"):
+        opflow.load(run)
+    flipped = bytearray(blob)
+    flipped[-10] ^= 0xFF
+    weights.write_bytes(bytes(flipped))
+    with pytest.raises(CheckpointError, match="checksum mismatch"):
+        opflow.load(run)
+    (run / "checkpoints/best.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="pointer .* is corrupt"):
+        opflow.load(run)
+    with pytest.raises(CheckpointError, match="No 'best' checkpoint"):
+        opflow.load(tmp_path / "nowhere")
+
+
+def test_config_errors_suggest_the_fix(ns_files, tmp_path):
+    good = _config(ns_files[32], tmp_path / "run")
+    bad = good | {"training": good["training"] | {"epocs": 3}}
+    with pytest.raises(
+        ConfigError, match=r"Unknown key config.training.epocs.*did you mean config.training.epochs"
+    ):
+        load_config(_write(tmp_path / "a.yaml", bad))
+    bad = good | {"optimizer": {"lr": "fast"}}
+    with pytest.raises(ConfigError, match="config.optimizer.lr = 'fast' has the wrong type"):
+        load_config(_write(tmp_path / "b.yaml", bad))
+    bad = good | {"scheduler": {"name": "cosin"}}
+    with pytest.raises(ConfigError, match="did you mean 'cosine'"):
+        load_config(_write(tmp_path / "c.yaml", bad))
+    bad = good | {"model": {"name": "FNO", "args": {"n_modes": [40, 40], "hidden_channels": 4}}}
+    with pytest.raises(opflow.errors.DataError, match="dim 'y' has 32 points"):
+        train(load_config(_write(tmp_path / "d.yaml", bad)), progress=False)
+    cfg = load_config(_write(tmp_path / "e.yaml", good), ["training.epochs=7", "data.t_in=2"])
+    assert cfg.training.epochs == 7 and cfg.data.t_in == 2
