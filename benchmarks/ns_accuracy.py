@@ -8,7 +8,7 @@ wrapped as a registered model), so data, order, schedule and seed are identical.
 the 100 test trajectories at 64x64 and zero-shot at 128x128 (same initial conditions, one
 128x128 solve stored at both grids).
 
-    python benchmarks/ns_accuracy.py [--epochs 20] [--out bench_ns]
+    python benchmarks/ns_accuracy.py [--epochs 12] [--out bench_ns]
 """
 
 from __future__ import annotations
@@ -73,7 +73,7 @@ CONFIG = {
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--epochs", type=int, default=12)
     parser.add_argument("--out", default="bench_ns")
     args = parser.parse_args()
     torch.set_num_threads(2)
