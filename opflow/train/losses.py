@@ -20,9 +20,9 @@ def _h1_norm_sq(x: torch.Tensor) -> torch.Tensor:
     """Squared periodic H1 norm per sample: ``sum_k (1 + |2 pi k|^2) |x_hat_k|^2``."""
     dims = tuple(range(2, x.ndim))
     spec = torch.fft.fftn(x, dim=dims, norm="forward")
-    k2 = torch.zeros(x.shape[2:], device=x.device)
+    k2 = torch.zeros(x.shape[2:], device=x.device, dtype=x.dtype)
     for axis, n in enumerate(x.shape[2:]):
-        k = torch.fft.fftfreq(n, d=1.0 / n, device=x.device) * 2 * math.pi
+        k = torch.fft.fftfreq(n, d=1.0 / n, device=x.device, dtype=x.dtype) * 2 * math.pi
         shape = [1] * len(dims)
         shape[axis] = n
         k2 = k2 + k.view(shape) ** 2
