@@ -89,6 +89,9 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--fno-reps", type=int, default=5)
     parser.add_argument("--no-fno", action="store_true")
+    parser.add_argument(
+        "--auto-sweep", action="store_true", help="only the gemm-vs-fft sweep behind backend='auto'"
+    )
     args = parser.parse_args()
 
     from neuralop.layers.spectral_convolution import SpectralConv as NeuralopConv
@@ -100,6 +103,10 @@ def main() -> None:
     print(f"torch {torch.__version__}, threads 2, allocator: {allocator}")
     peak = measured_peak()
     print(f"measured float32 GEMM peak (2048^3): {peak / 1e9:.0f} GFLOP/s\n")
+
+    if args.auto_sweep:
+        auto_sweep(args.reps)
+        return
 
     print("SpectralConv, batch 16, 32->32 channels (ms, median)")
     print(
@@ -159,6 +166,24 @@ def main() -> None:
                     f"{1e3 * r['opflow']:.0f} | **{r['neuralop'] / r['opflow']:.2f}×** |",
                     flush=True,
                 )
+
+
+def auto_sweep(reps: int) -> None:
+    """fwd+bwd time of the fft backend over the gemm backend, by grid and kept modes."""
+    print("gemm vs fft, SpectralConv fwd+bwd, batch 8, 16->16 channels; ratio fft/gemm (>1: gemm)")
+    print("| grid | n_modes | kept fraction (last axis) | fft ms | gemm ms | fft/gemm |")
+    print("|---|---|---|---|---|---|")
+    for n in (32, 64, 128, 256):
+        for m in sorted({n // 8, n // 4, n // 2, n}):
+            x = torch.randn(8, 16, n, n, requires_grad=True)
+            convs = {b: SpectralConv(16, 16, (m, m), backend=b) for b in ("fft", "gemm")}
+            r = interleaved_medians({b: _fwd_bwd(c, x) for b, c in convs.items()}, reps)
+            frac = (m // 2 + 1) / (n // 2 + 1)
+            print(
+                f"| {n}² | {m} | {frac:.2f} | {1e3 * r['fft']:.1f} | {1e3 * r['gemm']:.1f} | "
+                f"{r['fft'] / r['gemm']:.2f} |",
+                flush=True,
+            )
 
 
 if __name__ == "__main__":

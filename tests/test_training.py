@@ -180,3 +180,31 @@ def test_config_errors_suggest_the_fix(ns_files, tmp_path):
         train(load_config(_write(tmp_path / "d.yaml", bad)), progress=False)
     cfg = load_config(_write(tmp_path / "e.yaml", good), ["training.epochs=7", "data.t_in=2"])
     assert cfg.training.epochs == 7 and cfg.data.t_in == 2
+
+
+class _WithExtraState(torch.nn.Module):
+    """A model whose state_dict holds non-tensor metadata (as neuraloperator's models do)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 2)
+
+    def get_extra_state(self):
+        return {"activation": torch.tanh, "note": "not JSON"}
+
+    def set_extra_state(self, state):
+        self.restored_extra = state
+
+
+def test_checkpoints_hold_tensors_only_and_restore_exactly(tmp_path):
+    from opflow.train import checkpoint
+
+    model = _WithExtraState()
+    checkpoint.save_checkpoint(tmp_path, ["last"], 0, model, None, {"note": "x"})
+    tensors, meta = checkpoint.load_checkpoint(tmp_path, "last")
+    assert set(tensors) == {"model.lin.weight", "model.lin.bias", "rng.torch"}
+    fresh = _WithExtraState()
+    checkpoint.restore(tensors, meta, fresh)
+    assert torch.equal(fresh.lin.weight, model.lin.weight)
+    with pytest.raises(CheckpointError, match="missing"):
+        checkpoint.restore({"model.lin.weight": model.lin.weight}, meta, _WithExtraState())

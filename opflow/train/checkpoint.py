@@ -55,7 +55,13 @@ def save_checkpoint(
 ) -> Path:
     """Write epoch ``epoch``'s checkpoint and point each of ``tags`` (e.g. last, best) at it."""
     folder = Path(run_dir) / "checkpoints"
-    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    # tensors only: non-tensor "extra state" (e.g. a wrapped model's constructor metadata) is
+    # rebuilt from the config, never serialised
+    tensors = {
+        f"model.{k}": v.detach().cpu().contiguous()
+        for k, v in model.state_dict().items()
+        if torch.is_tensor(v)
+    }
     meta = dict(meta, epoch=epoch)
     if optimizer is not None:
         optim, groups = optimizer_tensors(optimizer)
@@ -143,9 +149,15 @@ def restore(
     rng: bool = False,
 ) -> None:
     """Load model (and optionally optimizer and torch RNG) state from a checkpoint."""
-    state = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    saved = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    state = model.state_dict()
+    expected = {k for k, v in state.items() if torch.is_tensor(v)}
+    missing, unexpected = sorted(expected - saved.keys()), sorted(saved.keys() - expected)
     try:
-        model.load_state_dict(state)
+        if missing or unexpected:
+            raise RuntimeError(f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        # every tensor is checked above; non-tensor extra state stays as the config built it
+        model.load_state_dict(saved, strict=False)
     except RuntimeError as err:
         raise CheckpointError(
             f"Checkpoint weights do not fit the model: {err}",
