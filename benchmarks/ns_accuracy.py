@@ -93,16 +93,18 @@ def main() -> None:
         config.training.epochs = args.epochs
         config.training.output_dir = str(out / name.replace(".", "_"))
         config = load_config_from(config)
-        t0 = time.perf_counter()
         run_dir = train(config, resume=True)
-        seconds = time.perf_counter() - t0
+        # training time from the run's own log, so a resumed run reports its full cost
+        log = (run_dir / "metrics.jsonl").read_text().splitlines()
+        seconds = sum(json.loads(line)["seconds"] for line in log)
         results = evaluate_run(run_dir, [paths[64], paths[128]], out_dir=run_dir / "evaluation")
         print(f"\n{name}: trained in {seconds:.0f}s\n{format_table(results, [64, 64])}", flush=True)
         rows[name] = {
             "train_seconds": round(seconds, 1),
             "test_rel_l2_64": results[0].rel_l2,
             "test_rel_l2_128_zero_shot": results[1].rel_l2,
-            "params": sum(p.numel() for p in _model_params(run_dir)),
+            # real parameters: a complex weight counts twice
+            "params": sum(p.numel() * (2 if p.is_complex() else 1) for p in _model_params(run_dir)),
         }
     print("\n| model | params | train time (s) | test rel. L2 64² | zero-shot 128² | 128²/64² |")
     print("|---|---|---|---|---|---|")

@@ -72,3 +72,19 @@ def test_fno_bad_input_is_a_clear_error():
         model(torch.randn(1, 3, 32, 32))
     with pytest.raises(ShapeError):
         model(torch.randn(1, 1, 32))
+
+
+def test_batch_chunking_gives_the_same_outputs_and_gradients():
+    torch.manual_seed(0)
+    whole = FNO(n_modes=(8, 8), in_channels=1, out_channels=2, hidden_channels=8, chunk_bytes=None)
+    chunked = FNO(n_modes=(8, 8), in_channels=1, out_channels=2, hidden_channels=8, chunk_bytes=1)
+    chunked.load_state_dict(whole.state_dict())
+    assert chunked._chunk_size(torch.zeros(5, 1, 16, 16), 256) == 1
+    x = torch.randn(5, 1, 16, 16)
+    a, b = whole(x), chunked(x)
+    assert _rel(b, a) < 1e-6
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for (name, p), q in zip(whole.named_parameters(), chunked.parameters()):
+        assert _rel(q.grad, p.grad) < 1e-5, name
+    assert chunked(x, output_shape=(32, 32)).shape == (5, 2, 32, 32)

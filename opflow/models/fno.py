@@ -17,6 +17,7 @@ per-channel soft gate.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 
 import torch
@@ -140,6 +141,12 @@ class FNO(nn.Module):
         Fraction of each axis zero-padded on both sides (for non-periodic problems).
     backend : {"auto", "gemm", "fft"}
         Spectral backend of every layer.
+    chunk_bytes : int or None
+        On the CPU, run the batch through the network in chunks whose hidden activations take
+        at most this many bytes (at least one sample per chunk). Samples are independent, so
+        the result is the same; the working set then stays in cache, and no activation is
+        large enough for the C library to map fresh pages for it on every call (measured in
+        ``benchmarks/RESULTS.md``). ``None`` processes the whole batch at once.
 
     Shapes
     ------
@@ -166,12 +173,14 @@ class FNO(nn.Module):
         fno_skip: str | None = "linear",
         domain_padding: float | Sequence[float] | None = None,
         backend: str = "auto",
+        chunk_bytes: int | None = 4 * 2**20,
     ):
         super().__init__()
         self.n_modes = tuple(int(m) for m in n_modes)
         self.n_dim = len(self.n_modes)
         self.in_channels, self.out_channels = in_channels, out_channels
         self.hidden_channels, self.n_layers = hidden_channels, n_layers
+        self.chunk_bytes = chunk_bytes
         act = activation(non_linearity)
         if positional_embedding not in ("grid", None):
             raise ConfigError(
@@ -224,6 +233,20 @@ class FNO(nn.Module):
         spatial = tuple(x.shape[2:])
         check_grid(spatial, self.n_modes)
         out_spatial = spatial if output_shape is None else tuple(int(s) for s in output_shape)
+        chunk = self._chunk_size(x, max(math.prod(spatial), math.prod(out_spatial)))
+        if chunk < x.shape[0]:
+            return torch.cat([self._forward(part, spatial, out_spatial) for part in x.split(chunk)])
+        return self._forward(x, spatial, out_spatial)
+
+    def _chunk_size(self, x: torch.Tensor, points: int) -> int:
+        if self.chunk_bytes is None or x.device.type != "cpu":
+            return x.shape[0]
+        per_sample = self.hidden_channels * points * x.element_size()
+        return max(1, self.chunk_bytes // per_sample)
+
+    def _forward(
+        self, x: torch.Tensor, spatial: tuple[int, ...], out_spatial: tuple[int, ...]
+    ) -> torch.Tensor:
         if self.positional_embedding is not None:
             x = self.positional_embedding(x)
         x = self.lifting(x)
