@@ -38,16 +38,19 @@ def select_backend(
 ) -> ModuleType:
     """Resolve ``name`` (possibly ``"auto"``) to a backend for one input shape.
 
-    The ``auto`` rule, from ``benchmarks/spectral_conv.py`` on a 2-core CPU (see
-    ``benchmarks/RESULTS.md``): the GEMM path costs about ``2 * kept / n`` of a dense matrix
-    product per axis, the FFT path about ``5 log2(n)`` flops per point; the GEMM path wins
-    whenever the kept fraction of the last axis is at most one half, which covers every
-    practical FNO (modes well below the grid's Nyquist limit). Only when nearly all modes are
-    kept on a large grid does the FFT reference win, and there ``auto`` uses it.
+    The ``auto`` rule comes from ``python benchmarks/spectral_conv.py --auto-sweep`` (2-core
+    CPU, fwd+bwd; table in ``benchmarks/RESULTS.md``). With ``f`` the kept fraction of the last
+    axis (``(M//2 + 1) / (n//2 + 1)``), ``gemm`` was faster for ``f <= 0.3`` at every grid
+    size, for ``f <= 0.55`` on grids up to 128², and on grids up to 32² whatever ``f``; the
+    torch.fft path won when about half or more of the modes are kept on 256² grids and when
+    nearly all are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
     """
     if name != "auto":
         return get_backend(name)
+    points = math.prod(spatial)
     kept_fraction = (n_modes[-1] // 2 + 1) / (spatial[-1] // 2 + 1)
-    if kept_fraction <= 0.5 or math.prod(spatial) <= 64**2:
+    if kept_fraction <= 0.3 or points <= 32**2:
+        return gemm
+    if kept_fraction <= 0.55 and points <= 128**2:
         return gemm
     return fft
