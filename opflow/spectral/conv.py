@@ -29,6 +29,42 @@ def _as_modes(n_modes: int | Sequence[int]) -> tuple[int, ...]:
     return (int(n_modes),) if isinstance(n_modes, int) else tuple(int(m) for m in n_modes)
 
 
+def _block_weight(weight: torch.Tensor) -> torch.Tensor:
+    """``(M, Ci, Co, 2)`` -> real block ``[[Wr, Wi], [-Wi, Wr]]`` ``(M, 2Ci, 2Co)``."""
+    w_re, w_im = weight[..., 0], weight[..., 1]
+    return torch.cat((torch.cat((w_re, w_im), dim=2), torch.cat((-w_im, w_re), dim=2)), dim=1)
+
+
+class _MixModes(torch.autograd.Function):
+    """Per-mode complex mixing with the block weight's gradient folded back by hand.
+
+    Autograd through the block construction (strided real/imaginary views, concatenations,
+    a negation) costs several times the mixing itself; the folded gradient is
+    ``dWr = G[:Ci, :Co] + G[Ci:, Co:]``, ``dWi = G[:Ci, Co:] - G[Ci:, :Co]`` of the block
+    gradient ``G``.
+    """
+
+    @staticmethod
+    def forward(ctx, spec, weight):
+        block = _block_weight(weight)
+        ctx.save_for_backward(spec, block)
+        return torch.bmm(spec, block)
+
+    @staticmethod
+    def backward(ctx, grad):
+        spec, block = ctx.saved_tensors
+        grad_spec = grad_weight = None
+        if ctx.needs_input_grad[0]:
+            grad_spec = torch.bmm(grad, block.transpose(1, 2))
+        if ctx.needs_input_grad[1]:
+            g = torch.bmm(spec.transpose(1, 2), grad)
+            ci, co = block.shape[1] // 2, block.shape[2] // 2
+            g_re = g[:, :ci, :co] + g[:, ci:, co:]
+            g_im = g[:, :ci, co:] - g[:, ci:, :co]
+            grad_weight = torch.stack((g_re, g_im), dim=-1)
+        return grad_spec, grad_weight
+
+
 def mix_modes(spec: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     """Per-mode complex channel mixing as one real batched matmul.
 
@@ -38,9 +74,7 @@ def mix_modes(spec: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     With ``X = [Xr | Xi]`` the block matrix ``[[Wr, Wi], [-Wi, Wr]]`` gives
     ``[Xr Wr - Xi Wi | Xr Wi + Xi Wr]``, the complex product, in one GEMM per mode.
     """
-    w_re, w_im = weight[..., 0], weight[..., 1]
-    block = torch.cat((torch.cat((w_re, w_im), dim=2), torch.cat((-w_im, w_re), dim=2)), dim=1)
-    return torch.bmm(spec, block)
+    return _MixModes.apply(spec, weight)
 
 
 class SpectralConv(nn.Module):
