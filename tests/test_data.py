@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pytest
 import torch
@@ -47,11 +49,12 @@ def test_any_dim_names_and_descending_coordinates(tmp_path):
     path = tmp_path / "era.nc"
     ds.to_netcdf(path)
     cfg = _config(path, sample_dim="member", time_dim="step", spatial_dims=["lat", "lon"])
-    data = FieldData(cfg)
-    assert data.grid.dims == ["lat", "lon"] and data.grid.spacing[0] > 0
-    x, _ = data.dataset("train")[0]
     ascending = ds.sortby("lat").vorticity.values[0, 0]
-    np.testing.assert_array_equal(x[0].numpy(), ascending)
+    for memory in (4.0, 1e-9):  # in memory, and read lazily through dask
+        data = FieldData(dataclasses.replace(cfg, max_memory_gb=memory))
+        assert data.grid.dims == ["lat", "lon"] and data.grid.spacing[0] > 0
+        x, _ = data.dataset("train")[0]
+        np.testing.assert_array_equal(x[0].numpy(), ascending)
 
 
 def test_missing_variable_is_named(nc_file):

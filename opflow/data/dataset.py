@@ -131,12 +131,12 @@ class FieldData:
         lead = [config.sample_dim] + ([config.time_dim] if config.time_dim else [])
         self.ds = ds[variables].transpose(*lead, *spatial)
         nbytes = sum(self.ds[v].nbytes for v in variables)
-        if nbytes <= config.max_memory_gb * 2**30:
+        self.lazy = nbytes > config.max_memory_gb * 2**30
+        if self.lazy:  # larger than memory: read sample by sample through dask, checked per read
+            self.ds = self.ds.chunk({config.sample_dim: 1})
+        else:
             self.ds = self.ds.load()
             self._check_finite(self.ds, variables)
-        else:  # larger than memory: read lazily, sample by sample, through dask
-            self.ds = open_dataset(self.path, chunks={config.sample_dim: 1})[variables]
-            self.ds = self.ds.transpose(*lead, *spatial)
         self.n_samples = self.ds.sizes[config.sample_dim]
         self.n_times = self.ds.sizes[config.time_dim] if config.time_dim else 1
 
@@ -238,7 +238,7 @@ class FieldData:
             if cfg.time_dim:
                 index[cfg.time_dim] = times
             values = np.asarray(arr.isel(index).values, dtype=np.float32)
-            if not np.isfinite(values).all():
+            if self.lazy and not np.isfinite(values).all():
                 raise DataError(
                     f"{self.path}: variable {var!r} has NaN/Inf values in sample {sample}",
                     "finite values",
@@ -258,6 +258,11 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.indices) * len(self.starts)
+
+    def batch(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked ``(inputs, targets)`` of the pairs ``items`` (any iterable of indices)."""
+        pairs = [self[int(i)] for i in items]
+        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.data.config

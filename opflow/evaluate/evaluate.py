@@ -15,7 +15,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from opflow.data.dataset import FieldData
+from opflow.data.dataset import DataConfig, FieldData
 from opflow.data.io import atomic_write_json, write_dataset
 from opflow.errors import ConfigError
 from opflow.evaluate.metrics import error_spectrum, relative_l2_per_sample
@@ -46,7 +46,6 @@ def evaluate_run(
     batch_size: int = 16,
 ) -> list[ResolutionResult]:
     """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``."""
-    from opflow.data.dataset import DataConfig
     from opflow.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -68,9 +67,8 @@ def evaluate_run(
         preds, truths = [], []
         with torch.no_grad():
             for indices in torch.arange(len(dataset)).split(batch_size):
-                pairs = [dataset[int(i)] for i in indices]
-                x = torch.stack([p[0] for p in pairs])
-                truths.append(torch.stack([p[1] for p in pairs]))
+                x, y = dataset.batch(indices)
+                truths.append(y)
                 preds.append(surrogate.predict(x))
         pred, truth = torch.cat(preds), torch.cat(truths)
         errors = relative_l2_per_sample(pred, truth)

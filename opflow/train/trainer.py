@@ -90,17 +90,12 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
     return list(order.split(batch_size))
 
 
-def _collate(dataset, indices: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    pairs = [dataset[int(i)] for i in indices]
-    return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-
-
 def evaluate_split(surrogate: Surrogate, dataset, batch_size: int) -> float:
     """Mean relative L2 error (physical units) over a dataset."""
     total, count = 0.0, 0
     with torch.no_grad():
         for indices in torch.arange(len(dataset)).split(batch_size):
-            x, y = _collate(dataset, indices)
+            x, y = dataset.batch(indices)
             pred = surrogate.predict(x)
             total += relative_lp(pred, y).item() * len(indices)
             count += len(indices)
@@ -195,7 +190,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
             lr = learning_rate(config, epoch * steps_per_epoch + i, total_steps, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            x, y = _collate(train_set, indices)
+            x, y = train_set.batch(indices)
             z = normalizer.encode(x, task.input_variables, task.t_in)
             pred = normalizer.decode(
                 surrogate.forward_normalized(z), task.output_variables, task.t_out

@@ -56,17 +56,15 @@ def _synthesis_steps(t: torch.Tensor, mats: list[torch.Tensor], out: torch.Tenso
     kept = [m.shape[1] // 2 for m in mats]
     sizes = list(out.shape[1:])
     for axis in range(len(mats) - 1, -1, -1):
-        mat = mats[axis]
         rows = n * math.prod(kept[:axis])
         q = math.prod(sizes[axis + 1 :])
-        target = out.view(rows, -1, q) if axis == 0 else None
-        if q == 1:
+        last = axis == 0  # the last step writes straight into the result
+        if q == 1:  # contracting the trailing dim: one plain GEMM
             flat = t.reshape(rows, 2 * kept[axis])
-            t = torch.mm(flat, mat.T, out=out.view(rows, -1)) if axis == 0 else flat @ mat.T
-        elif target is not None:
-            t = torch.matmul(mat, t.reshape(rows, 2 * kept[axis], q), out=target)
+            t = torch.mm(flat, mats[axis].T, out=out.view(rows, -1) if last else None)
         else:
-            t = torch.matmul(mat, t.reshape(rows, 2 * kept[axis], q))
+            flat = t.reshape(rows, 2 * kept[axis], q)
+            t = torch.matmul(mats[axis], flat, out=out.view(rows, -1, q) if last else None)
     return out
 
 
