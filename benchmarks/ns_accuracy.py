@@ -19,36 +19,14 @@ import time
 from pathlib import Path
 
 import torch
-from torch import nn
+from baselines import real_parameter_count  # registers neuralop.FNO
 
+import opflow
 from opflow.data.recipes import generate, load_recipe, output_paths
 from opflow.evaluate import evaluate_run, format_table
-from opflow.models import register
 from opflow.schema import to_dict
 from opflow.train import train
 from opflow.train.config import config_from_dict
-
-
-@register("neuralop.FNO")
-class NeuralopFNO(nn.Module):
-    """neuraloperator 2.0's FNO behind opflow's model interface (baseline only)."""
-
-    def __init__(self, n_modes, in_channels, out_channels, hidden_channels, n_layers=4):
-        super().__init__()
-        from neuralop.models import FNO
-
-        self.n_modes = tuple(n_modes)
-        self.net = FNO(
-            n_modes=tuple(n_modes),
-            in_channels=in_channels,
-            out_channels=out_channels,
-            hidden_channels=hidden_channels,
-            n_layers=n_layers,
-        )
-
-    def forward(self, x):
-        return self.net(x)
-
 
 CONFIG = {
     "data": {
@@ -103,8 +81,7 @@ def main() -> None:
             "train_seconds": round(seconds, 1),
             "test_rel_l2_64": results[0].rel_l2,
             "test_rel_l2_128_zero_shot": results[1].rel_l2,
-            # real parameters: a complex weight counts twice
-            "params": sum(p.numel() * (2 if p.is_complex() else 1) for p in _model_params(run_dir)),
+            "params": real_parameter_count(opflow.load(run_dir).model),
         }
     print("\n| model | params | train time (s) | test rel. L2 64² | zero-shot 128² | 128²/64² |")
     print("|---|---|---|---|---|---|")
@@ -120,12 +97,6 @@ def main() -> None:
 def load_config_from(config):
     """Round-trip through the schema so the edited config is validated like a file."""
     return config_from_dict(to_dict(config))
-
-
-def _model_params(run_dir: Path):
-    import opflow
-
-    return list(opflow.load(run_dir).model.parameters())
 
 
 if __name__ == "__main__":

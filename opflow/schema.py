@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import re
 import types
 import typing
 from pathlib import Path
@@ -23,15 +24,38 @@ __all__ = ["from_dict", "to_dict", "load_yaml", "apply_overrides"]
 T = TypeVar("T")
 
 
+class _SafeLoader(yaml.SafeLoader):
+    """``yaml.SafeLoader`` that also reads ``1e-3`` as a float (YAML 1.2; 1.1 wants ``1.0e-3``)."""
+
+
+_SafeLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def safe_load(text: str) -> Any:
+    """Parse YAML text with a safe loader (no arbitrary objects) that knows ``1e-3``."""
+    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 -- a SafeLoader subclass
+
+
 def load_yaml(path: str | Path) -> dict:
-    """Read a YAML mapping (``yaml.safe_load``), with clear errors for missing/bad files."""
+    """Read a YAML mapping (safely), with clear errors for missing/bad files."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(
             f"No such file: {path}", "a path to an existing YAML file", "check the path"
         )
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_load(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(
             f"{path} is not valid YAML: {err}", "a YAML mapping", "fix the syntax"
@@ -165,7 +189,7 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 "write e.g. --set training.epochs=5",
             )
         path, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        value = safe_load(raw)
         node = data
         keys = path.split(".")
         for key in keys[:-1]:

@@ -6,7 +6,7 @@ import math
 
 import torch
 
-from opflow.train.losses import relative_h1, relative_lp
+from opflow.train.losses import h1_norm_squared, relative_h1, relative_lp
 
 
 def _mode(k: int, n: int = 32) -> torch.Tensor:
@@ -30,3 +30,37 @@ def test_relative_h1_weights_wavenumbers_by_one_plus_k_squared():
     assert abs(h1 - expected) < 1e-9 * expected
     # the same error energy at a low wavenumber costs less in H1 than in L2-relative terms
     assert relative_h1(target + 0.01 * _mode(1), target).item() < h1
+
+
+def _sine_on_boundary_grid(k: int, n: int) -> torch.Tensor:
+    """sin(k pi x) on n points of [0, 1] including both ends: zero on the boundary."""
+    x = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+    return torch.sin(k * math.pi * x)[None, None, None, :].expand(1, 1, n, n).clone()
+
+
+def test_non_periodic_h1_uses_finite_differences_and_converges():
+    # ||u||^2 + ||u_x||^2 on the unit square for u = sin(k pi x): (1 + (k pi)^2) / 2
+    exact = (1 + math.pi**2) / 2
+    errors = [
+        abs(h1_norm_squared(_sine_on_boundary_grid(1, n), False).item() - exact)
+        for n in (33, 65, 129)
+    ]
+    assert errors[-1] < 0.01 * exact
+    assert errors[0] > 1.8 * errors[1] > 3.2 * errors[2]  # the endpoint weights: first order
+    # relative H1 of a low-frequency error is below its L2 share when the target is rougher
+    target = _sine_on_boundary_grid(3, 65)
+    error = 0.01 * _sine_on_boundary_grid(1, 65)
+    expected = 0.01 * math.sqrt((1 + math.pi**2) / (1 + 9 * math.pi**2))
+    assert (
+        abs(relative_h1(target + error, target, periodic=False).item() - expected) < 0.02 * expected
+    )
+
+
+def test_periodic_fft_h1_would_misread_non_periodic_data():
+    # u = x on [0, 1]: ||u||^2 + ||u_x||^2 = 1/3 + 1. Its periodic extension jumps at the
+    # boundary, and the FFT norm of the jump grows with the grid instead of converging.
+    for n in (65, 129):
+        x = torch.linspace(0.0, 1.0, n, dtype=torch.float64)
+        u = x[None, None, None, :].expand(1, 1, n, n).clone()
+        assert abs(h1_norm_squared(u, periodic=False).item() - 4 / 3) < 0.01
+        assert h1_norm_squared(u, periodic=True).item() > n  # grows like 1.4 n

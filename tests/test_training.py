@@ -180,6 +180,11 @@ def test_config_errors_suggest_the_fix(ns_files, tmp_path):
         train(load_config(_write(tmp_path / "d.yaml", bad)), progress=False)
     cfg = load_config(_write(tmp_path / "e.yaml", good), ["training.epochs=7", "data.t_in=2"])
     assert cfg.training.epochs == 7 and cfg.data.t_in == 2
+    # YAML 1.1 reads 1e-3 as a string; opflow's loader reads it as the float users mean
+    (tmp_path / "f.yaml").write_text((tmp_path / "e.yaml").read_text().replace("0.01", "1e-2"))
+    assert "1e-2" in (tmp_path / "f.yaml").read_text()
+    cfg = load_config(tmp_path / "f.yaml", ["optimizer.weight_decay=5e-4"])
+    assert cfg.optimizer.lr == 1e-2 and cfg.optimizer.weight_decay == 5e-4
 
 
 class _WithExtraState(torch.nn.Module):

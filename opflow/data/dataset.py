@@ -47,6 +47,9 @@ class DataConfig:
     windows: Literal["first", "all"] = "all"
     split: dict = dataclasses.field(default_factory=lambda: {"train": 0.8, "val": 0.1, "test": 0.1})
     max_memory_gb: float = 4.0
+    # periodic spatial axes (NS on the torus) or a grid with its boundary points (Darcy):
+    # decides how H1 norms take derivatives (FFT or finite differences)
+    periodic: bool = True
 
     @property
     def outputs(self) -> list[str]:

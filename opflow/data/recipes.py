@@ -4,6 +4,10 @@
 ``xarray.Dataset`` per requested resolution. All resolutions come from one solve on the finest
 grid (coarser ones are that solution at the coarse grid points), so evaluating a model at
 several resolutions compares like with like. A fixed seed makes the output reproducible.
+
+The recipe's ``equation`` picks the kind: ``navier_stokes`` (:class:`NavierStokesRecipe`,
+periodic grids of ``n`` points) or ``darcy`` (:class:`DarcyRecipe`, grids of ``n`` points
+including both boundaries).
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import opflow
 from opflow.data.io import write_dataset
 from opflow.errors import ConfigError
 from opflow.schema import from_dict, load_yaml, to_dict
-from opflow.solvers import navier_stokes
+from opflow.solvers import darcy, navier_stokes
 
-__all__ = ["NavierStokesRecipe", "load_recipe", "generate", "output_paths"]
+__all__ = ["NavierStokesRecipe", "DarcyRecipe", "Recipe", "load_recipe", "generate", "output_paths"]
 
 
 @dataclasses.dataclass
@@ -64,12 +68,65 @@ class NavierStokesRecipe:
             )
 
 
-def load_recipe(path: str | Path) -> NavierStokesRecipe:
+@dataclasses.dataclass
+class DarcyRecipe:
+    """Steady Darcy flow ``-div(a grad u) = f`` on the unit square, ``u = 0`` on the boundary.
+
+    FNO's benchmark: ``a = a_high`` where a Gaussian random field ``N(0, (-Δ + τ²)^(-α))`` is
+    >= 0, ``a_low`` elsewhere; constant ``f``. Grids have ``n`` points per axis including both
+    boundaries, so every resolution ``n`` must satisfy ``(finest - 1) % (n - 1) == 0``
+    (e.g. 33, 65, 129).
+    """
+
+    name: str
+    equation: Literal["darcy"]
+    resolutions: list[int]
+    n_samples: int
+    grf_alpha: float = 2.0
+    grf_tau: float = 3.0
+    a_low: float = 3.0
+    a_high: float = 12.0
+    forcing: float = 1.0
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    description: str = ""
+
+    def validate(self) -> None:
+        finest = max(self.resolutions)
+        for n in self.resolutions:
+            if n < 5 or (finest - 1) % (n - 1):
+                raise ConfigError(
+                    f"{self.name}: resolution {n} cannot be sampled from the finest grid {finest}",
+                    "resolutions n >= 5 with (finest - 1) divisible by (n - 1)",
+                    "use e.g. [33, 65, 129]",
+                )
+        if self.n_samples < 1 or not (0 < self.a_low and 0 < self.a_high):
+            raise ConfigError(
+                f"{self.name}: n_samples={self.n_samples}, a_low={self.a_low}, "
+                f"a_high={self.a_high}",
+                "a positive sample count and positive coefficients",
+                "fix the recipe",
+            )
+
+
+Recipe = NavierStokesRecipe | DarcyRecipe
+_RECIPES = {"navier_stokes": NavierStokesRecipe, "darcy": DarcyRecipe}
+
+
+def load_recipe(path: str | Path) -> Recipe:
+    """Read a recipe; its ``equation`` key picks the recipe class."""
     data = load_yaml(path)
-    return from_dict(NavierStokesRecipe, data, where=Path(path).stem)
+    equation = data.get("equation") if isinstance(data, dict) else None
+    if equation not in _RECIPES:
+        raise ConfigError(
+            f"{path}: recipe equation {equation!r}",
+            f"equation: one of {sorted(_RECIPES)}",
+            "set the recipe's equation key",
+        )
+    return from_dict(_RECIPES[equation], data, where=Path(path).stem)
 
 
-def output_paths(recipe: NavierStokesRecipe, output: str | Path) -> dict[int, Path]:
+def output_paths(recipe: Recipe, output: str | Path) -> dict[int, Path]:
     """One path per resolution: ``output`` itself for one, ``stem_<n>.suffix`` for several."""
     output = Path(output)
     resolutions = sorted(set(recipe.resolutions))
@@ -111,10 +168,16 @@ def _dataset(recipe: NavierStokesRecipe, vorticity: np.ndarray, forcing: np.ndar
     return ds
 
 
-def generate(
-    recipe: NavierStokesRecipe, output: str | Path, progress: bool = True
-) -> dict[int, Path]:
+def generate(recipe: Recipe, output: str | Path, progress: bool = True) -> dict[int, Path]:
     """Run ``recipe`` and write its datasets; returns ``{resolution: path}``."""
+    if isinstance(recipe, DarcyRecipe):
+        return _generate_darcy(recipe, output, progress)
+    return _generate_navier_stokes(recipe, output, progress)
+
+
+def _generate_navier_stokes(
+    recipe: NavierStokesRecipe, output: str | Path, progress: bool
+) -> dict[int, Path]:
     dtype = torch.float64 if recipe.dtype == "float64" else torch.float32
     finest = max(recipe.resolutions)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -146,5 +209,65 @@ def generate(
         step = finest // n
         sub = np.ascontiguousarray(fields[..., ::step, ::step])
         ds = _dataset(recipe, sub, forcing_np[::step, ::step].astype(sub.dtype))
+        write_dataset(ds, path)
+    return paths
+
+
+def _darcy_dataset(
+    recipe: DarcyRecipe, coefficient: np.ndarray, solution: np.ndarray
+) -> xr.Dataset:
+    nodes = np.linspace(0.0, 1.0, coefficient.shape[-1])
+    return xr.Dataset(
+        {
+            "permeability": (
+                ("sample", "y", "x"),
+                coefficient,
+                {"units": "1", "long_name": "diffusion coefficient a(x) (permeability)"},
+            ),
+            "pressure": (
+                ("sample", "y", "x"),
+                solution,
+                {"units": "1", "long_name": "solution u(x) of -div(a grad u) = f (pressure)"},
+            ),
+        },
+        coords={
+            "sample": ("sample", np.arange(coefficient.shape[0]), {"long_name": "sample index"}),
+            "y": ("y", nodes, {"units": "1", "long_name": "y coordinate, boundaries included"}),
+            "x": ("x", nodes, {"units": "1", "long_name": "x coordinate, boundaries included"}),
+        },
+        attrs={
+            "title": f"{recipe.name}: 2-D Darcy flow, a in {{{recipe.a_low}, {recipe.a_high}}}, "
+            f"f = {recipe.forcing}",
+            "Conventions": "CF-1.8",
+            "source": darcy.SOLVER_VERSION,
+            "opflow_version": opflow.__version__,
+            "domain": "unit square [0, 1]^2, u = 0 on the boundary",
+            "forcing": recipe.forcing,
+            "solved_at_resolution": max(recipe.resolutions),
+            "recipe": yaml.safe_dump(to_dict(recipe), sort_keys=True),
+        },
+    )
+
+
+def _generate_darcy(recipe: DarcyRecipe, output: str | Path, progress: bool) -> dict[int, Path]:
+    finest = max(recipe.resolutions)
+    rng = np.random.default_rng(recipe.seed)
+    field = darcy.gaussian_random_field(
+        recipe.n_samples, finest, recipe.grf_alpha, recipe.grf_tau, rng
+    )
+    coefficient = darcy.threshold_coefficient(field, recipe.a_low, recipe.a_high)
+    solution = np.empty_like(coefficient)
+    for i in tqdm(range(recipe.n_samples), desc=f"{recipe.name} @ {finest}²", disable=not progress):
+        solution[i] = darcy.solve(coefficient[i], recipe.forcing)
+    paths = output_paths(recipe, output)
+    dtype = np.dtype(recipe.dtype)
+    for n, path in paths.items():
+        step = (finest - 1) // (n - 1)
+        sub = (slice(None), slice(None, None, step), slice(None, None, step))
+        ds = _darcy_dataset(
+            recipe,
+            np.ascontiguousarray(coefficient[sub], dtype=dtype),
+            np.ascontiguousarray(solution[sub], dtype=dtype),
+        )
         write_dataset(ds, path)
     return paths

@@ -22,6 +22,7 @@ from opflow.evaluate.metrics import error_spectrum, relative_l2_per_sample
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.schema import from_dict
 from opflow.surrogate import load
+from opflow.train.losses import relative_h1_per_sample
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
 
@@ -33,6 +34,7 @@ class ResolutionResult:
     n_pairs: int
     rel_l2: float
     rel_l2_std: float
+    rel_h1: float
     predictions: str
     fields_plot: str
 
@@ -96,6 +98,7 @@ def evaluate_run(
                 n_pairs=len(dataset),
                 rel_l2=errors.mean().item(),
                 rel_l2_std=errors.std().item() if len(errors) > 1 else 0.0,
+                rel_h1=relative_h1_per_sample(pred, truth, base.periodic).mean().item(),
                 predictions=str(pred_path),
                 fields_plot=str(fields_path),
             )
@@ -142,14 +145,14 @@ def _predictions_dataset(pred, truth, data: FieldData, dataset, task) -> xr.Data
 def format_table(results: list[ResolutionResult], train_grid: list[int] | None = None) -> str:
     """A plain-text table of errors per resolution."""
     lines = [
-        f"{'data':<40} {'grid':>9} {'pairs':>6} {'rel. L2':>9} {'± std':>8}",
-        "-" * 76,
+        f"{'data':<40} {'grid':>9} {'pairs':>6} {'rel. L2':>9} {'± std':>8} {'rel. H1':>9}",
+        "-" * 86,
     ]
     for r in results:
         grid = "x".join(map(str, r.grid))
         mark = " (train)" if train_grid and r.grid == train_grid else ""
         lines.append(
             f"{Path(r.data).name:<40} {grid:>9} {r.n_pairs:>6} {r.rel_l2:>9.4f} "
-            f"{r.rel_l2_std:>8.4f}{mark}"
+            f"{r.rel_l2_std:>8.4f} {r.rel_h1:>9.4f}{mark}"
         )
     return "\n".join(lines)

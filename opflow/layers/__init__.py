@@ -1,7 +1,8 @@
-"""Building blocks shared by the models (pointwise maps, embeddings, padding)."""
+"""Building blocks shared by the models (pointwise maps, embeddings, padding, multigrid)."""
 
 from opflow.layers.channel_mlp import ChannelLinear, ChannelMLP, SoftGating, make_skip
 from opflow.layers.embeddings import GridEmbedding
+from opflow.layers.multigrid import MultigridConv
 from opflow.layers.padding import DomainPadding
 
 __all__ = [
@@ -9,6 +10,7 @@ __all__ = [
     "ChannelMLP",
     "DomainPadding",
     "GridEmbedding",
+    "MultigridConv",
     "SoftGating",
     "make_skip",
 ]

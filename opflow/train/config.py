@@ -38,7 +38,9 @@ class ModelConfig:
 
 @dataclasses.dataclass
 class LossConfig:
-    """``relative_lp``: mean over samples of ||e||_p / ||y||_p; ``h1``: the same in the H1 norm."""
+    """``relative_lp``: mean over samples of ||e||_p / ||y||_p; ``h1``: the same in the H1 norm
+    (derivatives by FFT when ``data.periodic``, else by finite differences; see
+    :mod:`opflow.train.losses`)."""
 
     kind: Literal["relative_lp", "h1"] = "relative_lp"
     p: int = 2

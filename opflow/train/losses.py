@@ -1,4 +1,15 @@
-"""Training losses on ``(B, C, *spatial)`` tensors: relative Lp and relative H1."""
+"""Training losses on ``(B, C, *spatial)`` tensors: relative Lp and relative H1.
+
+The H1 norm is taken on the unit domain, ``||u||²_H1 = mean(u²) + mean(|∇u|²)`` (means over
+the grid points, so the value does not depend on the resolution):
+
+* ``periodic=True``: derivatives by FFT on the unit torus (grid spacing ``1/n``), the norm being
+  ``Σ_k (1 + |2πk|²) |û_k|²`` with a forward-normalised transform (Parseval);
+* ``periodic=False``: second-order finite differences on the unit square with the boundary
+  points included (spacing ``1/(n - 1)``; one-sided at the edges). Use it for data that is
+  not periodic (``data.periodic: false``): the FFT would differentiate the periodic
+  extension, whose jumps at the boundary make the norm grow with the grid.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +17,13 @@ import math
 
 import torch
 
-__all__ = ["relative_lp", "relative_h1", "make_loss"]
+__all__ = [
+    "relative_lp",
+    "relative_h1",
+    "relative_h1_per_sample",
+    "h1_norm_squared",
+    "make_loss",
+]
 
 
 def relative_lp(pred: torch.Tensor, target: torch.Tensor, p: int = 2) -> torch.Tensor:
@@ -16,9 +33,17 @@ def relative_lp(pred: torch.Tensor, target: torch.Tensor, p: int = 2) -> torch.T
     return (diff / ref).mean()
 
 
-def _h1_norm_sq(x: torch.Tensor) -> torch.Tensor:
-    """Squared periodic H1 norm per sample: ``sum_k (1 + |2 pi k|^2) |x_hat_k|^2``."""
+def h1_norm_squared(x: torch.Tensor, periodic: bool = True) -> torch.Tensor:
+    """Squared H1 norm per sample on the unit domain (see the module docstring), ``(B,)``."""
     dims = tuple(range(2, x.ndim))
+    if not periodic:  # sum over channels of the mean over points, as the FFT branch gives
+        total = x.square().flatten(2).mean(dim=2).sum(dim=1)
+        for dim in dims:
+            (derivative,) = torch.gradient(
+                x, spacing=1.0 / (x.shape[dim] - 1), dim=dim, edge_order=2
+            )
+            total = total + derivative.square().flatten(2).mean(dim=2).sum(dim=1)
+        return total
     spec = torch.fft.fftn(x, dim=dims, norm="forward")
     k2 = torch.zeros(x.shape[2:], device=x.device, dtype=x.dtype)
     for axis, n in enumerate(x.shape[2:]):
@@ -29,12 +54,20 @@ def _h1_norm_sq(x: torch.Tensor) -> torch.Tensor:
     return ((1 + k2) * spec.abs() ** 2).flatten(1).sum(dim=1)
 
 
-def relative_h1(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
-    """Mean over the batch of the relative error in the periodic H1 norm."""
-    return (_h1_norm_sq(pred - target) / _h1_norm_sq(target).clamp_min(1e-24)).sqrt().mean()
+def relative_h1_per_sample(
+    pred: torch.Tensor, target: torch.Tensor, periodic: bool = True
+) -> torch.Tensor:
+    """``||pred - target||_H1 / ||target||_H1`` per sample, ``(B,)``."""
+    error = h1_norm_squared(pred - target, periodic)
+    return (error / h1_norm_squared(target, periodic).clamp_min(1e-24)).sqrt()
 
 
-def make_loss(kind: str, p: int = 2):
+def relative_h1(pred: torch.Tensor, target: torch.Tensor, periodic: bool = True) -> torch.Tensor:
+    """Mean over the batch of the relative error in the H1 norm."""
+    return relative_h1_per_sample(pred, target, periodic).mean()
+
+
+def make_loss(kind: str, p: int = 2, periodic: bool = True):
     if kind == "h1":
-        return relative_h1
+        return lambda pred, target: relative_h1(pred, target, periodic)
     return lambda pred, target: relative_lp(pred, target, p)

@@ -159,7 +159,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     optimizer = optim_cls(
         model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
     )
-    loss_fn = make_loss(config.loss.kind, config.loss.p)
+    loss_fn = make_loss(config.loss.kind, config.loss.p, config.data.periodic)
     surrogate = Surrogate(model, normalizer, task, data.grid)
 
     start_epoch, best = 0, math.inf
