@@ -90,7 +90,7 @@ class SpectralConv(nn.Module):
         negative wavenumbers are conjugates). The number of spatial axes is ``len(n_modes)``.
     bias : bool
         Add a learned per-channel constant after synthesis.
-    backend : {"auto", "gemm", "fft"}
+    backend : {"auto", "gemm", "fft", "triton"}
         How the transforms are computed; all give the same result (see
         :func:`opflow.spectral.backends.select_backend`).
     init_std : float or "auto"
@@ -167,9 +167,12 @@ class SpectralConv(nn.Module):
                 "pass one size per spatial axis",
             )
         backend = backends.select_backend(self.backend, spatial, self.n_modes, x.device)
-        spec = backend.analyze(x, self.n_modes)
-        spec = mix_modes(spec, self.weight.reshape(-1, *self.weight.shape[-3:]))
-        y = backend.synthesize(spec, self.n_modes, self.out_channels, out_shape)
+        weight = self.weight.reshape(-1, *self.weight.shape[-3:])
+        if hasattr(backend, "spectral_conv"):  # the backend keeps the spectrum in its layout
+            y = backend.spectral_conv(x, weight, self.n_modes, out_shape)
+        else:
+            spec = mix_modes(backend.analyze(x, self.n_modes), weight)
+            y = backend.synthesize(spec, self.n_modes, self.out_channels, out_shape)
         if self.bias is not None:
             # in place: the synthesis output is fresh and unsaved, and a second full-size
             # temporary costs as much as the transform's last GEMM here

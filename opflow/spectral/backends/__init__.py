@@ -5,10 +5,17 @@ Every backend implements the same two maps on the canonical spectral layout
 
 * ``analyze(x, n_modes) -> spec``
 * ``synthesize(spec, n_modes, channels, output_shape) -> field``
+
+A backend may also provide ``spectral_conv(x, weight, n_modes, output_shape)``, the whole
+layer in its own layout (the ``triton`` backend does, to keep the spectrum in its planes).
+The ``triton`` backend is imported on first use: it needs Triton, and its kernels bind to the
+interpreter or the GPU when they are defined.
 """
 
 from __future__ import annotations
 
+import importlib
+import importlib.util
 import math
 from types import ModuleType
 
@@ -19,17 +26,30 @@ from opflow.spectral.backends import fft, gemm
 
 __all__ = ["BACKENDS", "get_backend", "select_backend"]
 
-BACKENDS: dict[str, ModuleType] = {"fft": fft, "gemm": gemm}
+BACKENDS: dict[str, ModuleType | None] = {"fft": fft, "gemm": gemm, "triton": None}
+
+
+def triton_available() -> bool:
+    """Whether Triton is installed (the ``triton`` backend can be imported)."""
+    return importlib.util.find_spec("triton") is not None
 
 
 def get_backend(name: str) -> ModuleType:
-    """The backend module called ``name`` (``fft`` or ``gemm``)."""
+    """The backend module called ``name`` (``fft``, ``gemm`` or ``triton``)."""
     if name not in BACKENDS:
         raise BackendError(
             f"Unknown spectral backend {name!r}",
             f"one of {sorted(BACKENDS) + ['auto']}",
             "pass backend='auto' to let opflow choose",
         )
+    if BACKENDS[name] is None:
+        if not triton_available():
+            raise BackendError(
+                "backend='triton' needs Triton, which is not installed",
+                "the triton package (it comes with torch's CUDA builds)",
+                "pip install triton, or use backend='auto'",
+            )
+        BACKENDS[name] = importlib.import_module("opflow.spectral.backends.triton")
     return BACKENDS[name]
 
 
@@ -44,9 +64,18 @@ def select_backend(
     size, for ``f <= 0.55`` on grids up to 128², and on grids up to 32² whatever ``f``; the
     torch.fft path won when about half or more of the modes are kept on 256² grids and when
     nearly all are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
+
+    On CUDA devices ``auto`` picks ``triton`` when Triton is installed. ``triton`` on a CPU
+    tensor is an error unless Triton's interpreter is on (``TRITON_INTERPRET=1``).
     """
+    if name == "triton":
+        backend = get_backend(name)
+        backend.check_device(device)
+        return backend
     if name != "auto":
         return get_backend(name)
+    if device.type == "cuda" and triton_available():
+        return get_backend("triton")
     points = math.prod(spatial)
     kept_fraction = (n_modes[-1] // 2 + 1) / (spatial[-1] // 2 + 1)
     if kept_fraction <= 0.3 or points <= 32**2:
