@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
+
+# Triton binds its own library functions (tl.zeros, ...) to the interpreter or to the GPU
+# compiler when ``triton`` is first imported, which torch or neuraloperator may do early: the
+# CPU interpreter for tests/test_triton.py must be switched on before anything is imported.
+os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from pathlib import Path  # noqa: E402
 
 import numpy as np
 import pytest

@@ -1,22 +1,19 @@
 """The ``triton`` backend's kernels, run by Triton's CPU interpreter, against the fft reference.
 
-``TRITON_INTERPRET=1`` must be set before the backend module is first imported (its kernels
-bind to the interpreter when they are defined), so it is set here, at collection time. The
-cases are small: the interpreter runs every program instance in Python.
+``TRITON_INTERPRET=1`` must be set before ``triton`` is first imported; ``conftest.py`` does
+it. The cases are small: the interpreter runs every program instance in Python.
 """
 
 from __future__ import annotations
 
 import os
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import pytest
+import torch
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
-
-from opflow.errors import BackendError  # noqa: E402
-from opflow.spectral import SpectralConv, get_backend, select_backend  # noqa: E402
-from opflow.spectral.traffic import memory_traffic  # noqa: E402
+from opflow.errors import BackendError
+from opflow.spectral import SpectralConv, get_backend, select_backend
+from opflow.spectral.traffic import memory_traffic
 
 pytest.importorskip("triton")
 pytestmark = pytest.mark.skipif(

@@ -30,8 +30,9 @@ tables swapped and the sign flipped (``A^H``), and the mixing's gradients are ``
 float32, the output has the input's dtype).
 
 On the CPU the kernels run only under Triton's interpreter (``TRITON_INTERPRET=1``, set before
-the first import of this module), which the tests use to check them against the ``fft``
-reference; it is slow and meant for correctness only.
+``triton`` is first imported by anything: Triton binds its own library to the interpreter at
+import), which the tests use to check them against the ``fft`` reference; it is slow and meant
+for correctness only.
 """
 
 from __future__ import annotations
