@@ -21,11 +21,16 @@ way before the transposed convolution, so periodic fields stay periodic.
 
 Resolution: grid sizes halve (rounding up) from level to level until no axis has more than
 ``coarsest_points`` points, so the coarsest grid has a fixed *physical* size and the number of
-levels follows the input grid. The weights of ``len(smoothing)`` levels are anchored at the
-coarse end: on a grid ``2^k`` times finer, ``k`` extra fine levels reuse the finest level's
-weights; on a coarser grid the finest levels are skipped. A 3-point stencil means a different
-physical operator at a different spacing, so conv-based operators do not transfer across
-resolutions the way spectral ones do; ``benchmarks/darcy_accuracy.py`` measures the effect.
+levels follows the input grid. The ``len(smoothing)`` learned levels stay on the grid
+spacings they were trained on: a grid ``2^k`` times finer gets ``k`` extra fine levels with
+*fixed* geometric transfers (full-weighting restriction of ``f`` on the way down, linear
+interpolation of ``u`` on the way up, padded by the boundary condition), and a grid ``2^k``
+times coarser is interpolated up ``k`` levels and the result read back at its points. A
+learned 3-point stencil is a different physical operator at another spacing, which is why
+conv-based operators do not transfer across resolutions by themselves; with fixed extra
+levels the learned ones never see another spacing, and the output on a finer grid carries
+the detail of the trained resolution (``benchmarks/darcy_accuracy.py`` measures it). Grids
+that are not a power-of-2 multiple of the trained one run, but their levels' spacings drift.
 
 Shapes: ``f`` is ``(batch, in_channels, *spatial)``, the output ``(batch, out_channels,
 *spatial)``, for 1-, 2- or 3-D grids of any size (odd sizes included).
@@ -42,12 +47,76 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 
-__all__ = ["Boundary", "MultigridConv", "level_sizes"]
+__all__ = [
+    "Boundary",
+    "MultigridConv",
+    "coarser",
+    "finer",
+    "full_weighting",
+    "inject",
+    "interpolate",
+    "level_sizes",
+    "transfer_path",
+]
 
 Boundary = Literal["zero", "periodic", "reflect"]
 _PADDING_MODE = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
+_F_PAD = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
+
+
+def coarser(grid: tuple[int, ...]) -> tuple[int, ...]:
+    """The next level's grid: ``ceil(n / 2)`` (every other point, both ends of an odd grid)."""
+    return tuple((n + 1) // 2 for n in grid)
+
+
+def finer(grid: tuple[int, ...]) -> tuple[int, ...]:
+    """The grid whose :func:`coarser` is ``grid``: ``2n - 1`` for odd ``n`` (vertex grids
+    keep both ends), ``2n`` for even."""
+    return tuple(2 * n - 1 if n % 2 else 2 * n for n in grid)
+
+
+def inject(u: torch.Tensor) -> torch.Tensor:
+    """``(B, C, *s)`` -> values at the next coarser grid's points (every other point per axis,
+    both ends of an odd grid): how opflow's multi-resolution datasets define coarse grids."""
+    return u[(..., *([slice(None, None, 2)] * (u.ndim - 2)))].contiguous()
+
+
+def _stencil(weights: list[float], like: torch.Tensor) -> torch.Tensor:
+    """Depthwise tensor-product stencil ``(C, 1, k, ..., k)`` for ``like`` ``(B, C, *s)``."""
+    line = torch.tensor(weights, dtype=like.dtype, device=like.device)
+    kernel = line
+    for _ in range(like.ndim - 3):
+        kernel = kernel[..., None] * line
+    return kernel.expand(like.shape[1], 1, *kernel.shape).contiguous()
+
+
+def full_weighting(f: torch.Tensor, boundary: Boundary) -> torch.Tensor:
+    """Fixed restriction to the next coarser grid: ``[1, 2, 1] / 4`` per axis, stride 2."""
+    n_dim = f.ndim - 2
+    padded = F.pad(f, [1] * (2 * n_dim), mode=_F_PAD[boundary])
+    conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n_dim]
+    return conv(padded, _stencil([0.25, 0.5, 0.25], f), stride=2, groups=f.shape[1])
+
+
+def interpolate(u: torch.Tensor, fine: tuple[int, ...], boundary: Boundary) -> torch.Tensor:
+    """Fixed prolongation onto the grid ``fine`` (the :func:`finer` grid of ``u``'s): linear
+    interpolation, ``[1/2, 1, 1/2]`` per axis, the coarse field padded by the boundary."""
+    n_dim = u.ndim - 2
+    padded = F.pad(u, [1] * (2 * n_dim), mode=_F_PAD[boundary])
+    kernel = _stencil([0.5, 1.0, 0.5], u)
+    full = _CONV_TRANSPOSE[n_dim](padded, kernel, stride=2, groups=u.shape[1])
+    return full[(..., *(slice(3, 3 + n) for n in fine))].contiguous()
+
+
+def transfer_path(shape: tuple[int, ...], shift: int) -> list[tuple[int, ...]]:
+    """Grids from ``shape`` ``|shift|`` levels coarser (``shift > 0``) or finer, ``shape``
+    first."""
+    path = [tuple(shape)]
+    for _ in range(abs(shift)):
+        path.append(coarser(path[-1]) if shift > 0 else finer(path[-1]))
+    return path
 
 
 def level_sizes(shape: tuple[int, ...], coarsest_points: int) -> list[tuple[int, ...]]:
@@ -55,7 +124,7 @@ def level_sizes(shape: tuple[int, ...], coarsest_points: int) -> list[tuple[int,
     at most ``coarsest_points`` points. ``(64, 64), 3 -> [(64, 64), (32, 32), ..., (2, 2)]``."""
     sizes = [tuple(shape)]
     while max(sizes[-1]) > coarsest_points:
-        sizes.append(tuple((n + 1) // 2 for n in sizes[-1]))
+        sizes.append(coarser(sizes[-1]))
     return sizes
 
 
@@ -203,17 +272,27 @@ class MultigridConv(nn.Module):
             nn.GroupNorm(1, c_u) if norm else nn.Identity() for _ in pairs[1:]
         )
 
-    def levels_for(self, shape: tuple[int, ...]) -> list[tuple[tuple[int, ...], int]]:
-        """``[(grid size, stored level), ...]`` finest first: which weights run on which grid."""
+    def plan(self, shape: tuple[int, ...]) -> tuple[int, list[tuple[int, ...]]]:
+        """``(transfers, grids)`` for an input grid ``shape``.
+
+        ``grids``: the grid of each stored level, finest first. ``transfers > 0``: the input
+        is that many levels finer than the weights were built for, and is first restricted
+        by full weighting that many times; ``transfers < 0``: it is coarser and is first
+        interpolated (linearly) up; the result goes back the opposite way.
+        """
         n_stored = len(self.smoothing)
-        if self.coarsest_points is None:
-            sizes = [tuple(shape)]
-            for _ in range(n_stored - 1):
-                sizes.append(tuple((n + 1) // 2 for n in sizes[-1]))
-        else:
-            sizes = level_sizes(shape, self.coarsest_points)
-        offset = len(sizes) - n_stored  # > 0: extra fine levels; < 0: skipped fine levels
-        return [(size, max(r - offset, 0)) for r, size in enumerate(sizes)]
+        shift = 0
+        if self.coarsest_points is not None:
+            shift = len(level_sizes(shape, self.coarsest_points)) - n_stored
+        grid = tuple(shape)
+        for _ in range(max(shift, 0)):
+            grid = coarser(grid)
+        for _ in range(max(-shift, 0)):
+            grid = finer(grid)
+        grids = [grid]
+        for _ in range(n_stored - 1):
+            grids.append(coarser(grids[-1]))
+        return shift, grids
 
     def forward(self, f: torch.Tensor) -> torch.Tensor:
         if f.ndim != self.n_dim + 2 or f.shape[1] != self.in_channels:
@@ -222,29 +301,40 @@ class MultigridConv(nn.Module):
                 f"(batch, {self.in_channels}, *spatial) with {self.n_dim} spatial dims",
                 "check the channel count and the spatial dims",
             )
-        levels = self.levels_for(tuple(f.shape[2:]))
+        shift, grids = self.plan(tuple(f.shape[2:]))
+        path = transfer_path(tuple(f.shape[2:]), shift)
+        for grid in path[1:]:
+            f = (
+                full_weighting(f, self.boundary)
+                if shift > 0
+                else interpolate(f, grid, self.boundary)
+            )
+        u = self._cycle(f, grids)
+        for grid in reversed(path[:-1]):
+            u = interpolate(u, grid, self.boundary) if shift > 0 else inject(u)
+        return u
+
+    def _cycle(self, f: torch.Tensor, grids: list[tuple[int, ...]]) -> torch.Tensor:
+        """The learned V-cycle over the stored levels, on the grids ``grids``."""
         us: list[torch.Tensor] = []
         fs: list[torch.Tensor] = []
         u: torch.Tensor | None = None
-        for r, (_, stored) in enumerate(levels):
-            if r > 0:  # transfer down with the weights between this level and the finer one
-                u, f = self.restrict[max(stored - 1, 0)](u, f)
-            for step in self.pre[stored]:
+        last = len(grids) - 1
+        for level in range(len(grids)):
+            if level > 0:
+                u, f = self.restrict[level - 1](u, f)
+            for step in self.pre[level]:
                 u = step(u, f)
-            if u is None:  # a level without pre-smoothing carries the zero field
-                u = f.new_zeros(f.shape[0], self.out_channels, *f.shape[2:])
-            if r == len(levels) - 1:  # nothing comes up to the coarsest level: post-smooth now
-                for step in self.post[stored]:
+            if level == last:  # nothing comes up to the coarsest level: post-smooth now
+                for step in self.post[level]:
                     u = step(u, f)
             us.append(u)
             fs.append(f)
-        for r in range(len(levels) - 2, -1, -1):
-            size, stored = levels[r]
-            transfer = max(levels[r + 1][1] - 1, 0)
-            u = self.norms[transfer](us[r] + self.prolong[transfer](us[r + 1], size))
-            for step in self.post[stored]:
-                u = step(u, fs[r])
-            us[r] = u
+        for level in range(last - 1, -1, -1):
+            u = self.norms[level](us[level] + self.prolong[level](us[level + 1], grids[level]))
+            for step in self.post[level]:
+                u = step(u, fs[level])
+            us[level] = u
         return us[0]
 
     def extra_repr(self) -> str:

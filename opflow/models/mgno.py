@@ -9,6 +9,15 @@ stencils' padding (``zero`` for Darcy, ``periodic`` for Navier–Stokes).
 With the paper's Darcy configuration (1 -> 1 channels, 24 hidden, 4 layers, smoothing
 ``[[1, 0]] * 5 + [[2, 0]]``, zero boundary) the model has 572,661 parameters, the count of
 the public code.
+
+Resolution: the V-cycles' level count follows the grid (``coarsest_points``), and the learned
+levels stay on the spacings they were trained on. On a grid ``2^k`` times finer the whole
+network runs on the trained grid, reached by sampling the input at its points, and the output
+is interpolated linearly back (``k`` fixed levels on top of the learned hierarchy); a coarser
+grid is interpolated up and read back at its points. Per-layer transfers (what
+:class:`~opflow.layers.multigrid.MultigridConv` does alone) would leave the pointwise layers on
+the fine grid, fed with fields the training never produced: on Darcy that was 6x worse
+zero-shot at 2x (0.093 against 0.015).
 """
 
 from __future__ import annotations
@@ -17,7 +26,7 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers.channel_mlp import ChannelLinear
-from opflow.layers.multigrid import Boundary, MultigridConv
+from opflow.layers.multigrid import Boundary, MultigridConv, inject, interpolate, transfer_path
 from opflow.models.registry import register
 
 __all__ = ["MgNO"]
@@ -85,7 +94,7 @@ class MgNO(nn.Module):
                 "fix model.args",
             )
         self.in_channels, self.out_channels = in_channels, out_channels
-        self.n_dim, self.global_residual = n_dim, global_residual
+        self.n_dim, self.global_residual, self.boundary = n_dim, global_residual, boundary
         widths = [in_channels] + [hidden_channels] * n_layers
         self.cycles = nn.ModuleList(
             MultigridConv(
@@ -111,10 +120,18 @@ class MgNO(nn.Module):
                 f"(batch, {self.in_channels}, *spatial) with {self.n_dim} spatial dims",
                 "check in_channels and the data's variables and time windows",
             )
+        # another resolution: run every layer on the grid the levels were built for, reached by
+        # sampling the input at its points (finer input) or interpolating it (coarser input)
+        shift, _ = self.cycles[0].plan(tuple(x.shape[2:]))
+        path = transfer_path(tuple(x.shape[2:]), shift)
         u = x
+        for grid in path[1:]:
+            u = inject(u) if shift > 0 else interpolate(u, grid, self.boundary)
         for cycle, skip in zip(self.cycles, self.skips):
             u = self.activation(skip(u, add_to=cycle(u)))
         u = self.projection(u)
+        for grid in reversed(path[:-1]):
+            u = interpolate(u, grid, self.boundary) if shift > 0 else inject(u)
         if self.global_residual:
             u = u + x[:, -self.out_channels :]
         return u
