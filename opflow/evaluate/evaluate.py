@@ -18,7 +18,7 @@ import xarray as xr
 from opflow.data.dataset import DataConfig, FieldData
 from opflow.data.io import atomic_write_json, write_dataset
 from opflow.errors import ConfigError
-from opflow.evaluate.metrics import error_spectrum, relative_l2_per_sample
+from opflow.evaluate.metrics import relative_l2_per_sample, spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.schema import from_dict
 from opflow.surrogate import load
@@ -90,7 +90,7 @@ def evaluate_run(
             extent,
         )
         if len(data.grid.sizes) == 2:
-            spectra[label] = error_spectrum(pred - truth)
+            spectra[label] = spectral_error(pred, truth)
         results.append(
             ResolutionResult(
                 data=str(path),

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+import xarray as xr
 
-__all__ = ["relative_l2_per_sample", "error_spectrum"]
+__all__ = ["relative_l2_per_sample", "spectral_error"]
 
 
 def relative_l2_per_sample(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
@@ -14,19 +15,52 @@ def relative_l2_per_sample(pred: torch.Tensor, truth: torch.Tensor) -> torch.Ten
     return diff / truth.flatten(1).norm(dim=1).clamp_min(1e-12)
 
 
-def error_spectrum(error: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
-    """Error energy per integer wavenumber shell ``|k|`` of a 2-D periodic field.
+def _shell_energy(field: torch.Tensor) -> np.ndarray:
+    """Mean over batch and channels of ``Σ_{round(|k|) = s} |f̂_k|²`` for ``s = 0 .. min(n)//2``.
 
-    ``error``: ``(B, C, ny, nx)``. Returns ``(k, energy)`` with ``energy[k]`` the mean over
-    batch and channels of ``sum_{round(|k|) = k} |e_hat_k|^2`` (forward-normalised FFT, so the
-    spectra of different resolutions are directly comparable).
+    Forward-normalised FFT, so spectra of different resolutions are directly comparable.
     """
-    spec = torch.fft.fft2(error.double(), norm="forward")
+    spec = torch.fft.fft2(field.double(), norm="forward")
     power = (spec.abs() ** 2).mean(dim=(0, 1)).numpy()
     ny, nx = power.shape
     ky = np.fft.fftfreq(ny, 1.0 / ny)
     kx = np.fft.fftfreq(nx, 1.0 / nx)
     shell = np.rint(np.sqrt(ky[:, None] ** 2 + kx[None, :] ** 2)).astype(int)
     k_max = min(ny, nx) // 2
-    energy = np.bincount(shell.ravel(), weights=power.ravel())[: k_max + 1]
-    return np.arange(k_max + 1), energy
+    return np.bincount(shell.ravel(), weights=power.ravel(), minlength=k_max + 1)[: k_max + 1]
+
+
+def spectral_error(pred: torch.Tensor, truth: torch.Tensor) -> xr.Dataset:
+    """Radial error spectrum of 2-D fields ``(B, C, ny, nx)``: where in wavenumber the error is.
+
+    Returns an ``xarray.Dataset`` over ``wavenumber`` (integer shells ``|k|``, in cycles per
+    domain length) with ``error_energy`` and ``truth_energy`` (mean over batch and channels of
+    the energy in the shell) and ``relative_error`` = sqrt(error / truth energy) per shell.
+    Shells go up to ``|k| = min(ny, nx) // 2``; for fields without energy in the corners
+    beyond, the energies sum to the mean squared value over the grid (Parseval), at any
+    resolution.
+    """
+    if pred.shape != truth.shape or pred.ndim != 4:
+        from opflow.errors import ShapeError
+
+        raise ShapeError(
+            f"spectral_error got shapes {tuple(pred.shape)} and {tuple(truth.shape)}",
+            "two tensors of the same shape (batch, channel, ny, nx)",
+            "pass 2-D fields with batch and channel axes",
+        )
+    error = _shell_energy(pred - truth)
+    reference = _shell_energy(truth)
+    relative = np.sqrt(error / np.where(reference > 0, reference, np.nan))
+    k = np.arange(error.size)
+    return xr.Dataset(
+        {
+            "error_energy": ("wavenumber", error, {"long_name": "error energy per shell"}),
+            "truth_energy": ("wavenumber", reference, {"long_name": "truth energy per shell"}),
+            "relative_error": (
+                "wavenumber",
+                relative,
+                {"long_name": "sqrt(error energy / truth energy) per shell"},
+            ),
+        },
+        coords={"wavenumber": ("wavenumber", k, {"long_name": "shell |k| (cycles per domain)"})},
+    )

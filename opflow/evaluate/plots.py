@@ -38,10 +38,12 @@ def plot_fields(
     return path
 
 
-def plot_error_spectra(spectra: dict[str, tuple[np.ndarray, np.ndarray]], path: Path) -> Path:
-    """Error energy per wavenumber shell, one line per resolution, log-log."""
+def plot_error_spectra(spectra: dict, path: Path) -> Path:
+    """Error energy per wavenumber shell, one line per label (``spectral_error`` datasets)."""
     fig, ax = plt.subplots(figsize=(6.4, 4.4), constrained_layout=True)
-    for label, (k, energy) in spectra.items():
+    for label, spectrum in spectra.items():
+        k = spectrum.wavenumber.values
+        energy = spectrum.error_energy.values
         keep = (k > 0) & (energy > 0)
         ax.loglog(k[keep], energy[keep], label=label)
     ax.set_xlabel("wavenumber |k|")

@@ -1,13 +1,16 @@
-"""Building blocks shared by the models (pointwise maps, embeddings, padding, multigrid)."""
+"""Building blocks shared by the models (pointwise maps, embeddings, padding, local
+kernels, multigrid)."""
 
 from opflow.layers.channel_mlp import ChannelLinear, ChannelMLP, SoftGating, make_skip
 from opflow.layers.embeddings import GridEmbedding
+from opflow.layers.local import DifferentialConv
 from opflow.layers.multigrid import MultigridConv
 from opflow.layers.padding import DomainPadding
 
 __all__ = [
     "ChannelLinear",
     "ChannelMLP",
+    "DifferentialConv",
     "DomainPadding",
     "GridEmbedding",
     "MultigridConv",

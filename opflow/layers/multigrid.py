@@ -39,13 +39,13 @@ Shapes: ``f`` is ``(batch, in_channels, *spatial)``, the output ``(batch, out_ch
 from __future__ import annotations
 
 import math
-from typing import Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
+from opflow.layers.padding import CONV_PADDING_MODE, Boundary, check_boundary, pad_boundary
 
 __all__ = [
     "Boundary",
@@ -59,11 +59,8 @@ __all__ = [
     "transfer_path",
 ]
 
-Boundary = Literal["zero", "periodic", "reflect"]
-_PADDING_MODE = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
 _CONV = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
-_F_PAD = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
 
 
 def coarser(grid: tuple[int, ...]) -> tuple[int, ...]:
@@ -95,7 +92,7 @@ def _stencil(weights: list[float], like: torch.Tensor) -> torch.Tensor:
 def full_weighting(f: torch.Tensor, boundary: Boundary) -> torch.Tensor:
     """Fixed restriction to the next coarser grid: ``[1, 2, 1] / 4`` per axis, stride 2."""
     n_dim = f.ndim - 2
-    padded = F.pad(f, [1] * (2 * n_dim), mode=_F_PAD[boundary])
+    padded = pad_boundary(f, 1, boundary)
     conv = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[n_dim]
     return conv(padded, _stencil([0.25, 0.5, 0.25], f), stride=2, groups=f.shape[1])
 
@@ -104,7 +101,7 @@ def interpolate(u: torch.Tensor, fine: tuple[int, ...], boundary: Boundary) -> t
     """Fixed prolongation onto the grid ``fine`` (the :func:`finer` grid of ``u``'s): linear
     interpolation, ``[1/2, 1, 1/2]`` per axis, the coarse field padded by the boundary."""
     n_dim = u.ndim - 2
-    padded = F.pad(u, [1] * (2 * n_dim), mode=_F_PAD[boundary])
+    padded = pad_boundary(u, 1, boundary)
     kernel = _stencil([0.5, 1.0, 0.5], u)
     full = _CONV_TRANSPOSE[n_dim](padded, kernel, stride=2, groups=u.shape[1])
     return full[(..., *(slice(3, 3 + n) for n in fine))].contiguous()
@@ -184,7 +181,7 @@ class _Prolongation(nn.Module):
         if self.boundary == "zero":
             fine = transpose(coarse, self.weight, stride=2, padding=1)
         else:  # pad by one coarse cell, then crop the extra two fine cells per side
-            padded = F.pad(coarse, [1] * (2 * self.n_dim), mode=_PADDING_MODE[self.boundary])
+            padded = pad_boundary(coarse, 1, self.boundary)
             fine = transpose(padded, self.weight, stride=2, padding=3)
         # 2 * ceil(n / 2) >= n: crop the odd axes back to the fine grid
         return fine[(..., *(slice(0, n) for n in fine_shape))]
@@ -229,12 +226,7 @@ class MultigridConv(nn.Module):
         super().__init__()
         if n_dim not in _CONV:
             raise ConfigError(f"n_dim={n_dim}", "1, 2 or 3", "use a 1-, 2- or 3-D grid")
-        if boundary not in _PADDING_MODE:
-            raise ConfigError(
-                f"boundary={boundary!r}",
-                f"one of {sorted(_PADDING_MODE)}",
-                "zero for Dirichlet data (Darcy), periodic for periodic data (Navier–Stokes)",
-            )
+        check_boundary(boundary)
         pairs = [list(p) for p in smoothing]
         if not pairs or any(len(p) != 2 or min(p) < 0 for p in pairs) or pairs[0][0] < 1:
             raise ConfigError(
@@ -247,7 +239,7 @@ class MultigridConv(nn.Module):
             raise ConfigError(
                 f"coarsest_points={coarsest_points}", "an integer >= 1 or None", "use e.g. 3"
             )
-        conv, mode = _CONV[n_dim], _PADDING_MODE[boundary]
+        conv, mode = _CONV[n_dim], CONV_PADDING_MODE[boundary]
         self.n_dim, self.boundary = n_dim, boundary
         self.smoothing, self.coarsest_points = pairs, coarsest_points
         self.in_channels, self.out_channels = in_channels, out_channels

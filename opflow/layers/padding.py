@@ -1,13 +1,38 @@
-"""Zero padding of the domain, so a Fourier layer can treat a non-periodic problem."""
+"""Padding: of the domain (so a Fourier layer can treat a non-periodic problem), and by the
+boundary condition (so local stencils see the right neighbours at the edges)."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["DomainPadding"]
+from opflow.errors import ConfigError
+
+__all__ = ["Boundary", "CONV_PADDING_MODE", "DomainPadding", "check_boundary", "pad_boundary"]
+
+Boundary = Literal["zero", "periodic", "reflect"]
+# the same conditions as nn.Conv's padding_mode, and as F.pad's mode
+CONV_PADDING_MODE = {"zero": "zeros", "periodic": "circular", "reflect": "reflect"}
+_PAD_MODE = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
+
+
+def check_boundary(boundary: str) -> None:
+    """Raise :class:`ConfigError` unless ``boundary`` is a known boundary condition."""
+    if boundary not in _PAD_MODE:
+        raise ConfigError(
+            f"boundary={boundary!r}",
+            f"one of {sorted(_PAD_MODE)}",
+            "zero for Dirichlet data (Darcy), periodic for periodic data (Navier–Stokes)",
+        )
+
+
+def pad_boundary(x: torch.Tensor, width: int, boundary: Boundary) -> torch.Tensor:
+    """Pad every spatial axis of ``(B, C, *s)`` by ``width`` points per side: zeros
+    (Dirichlet), the periodic continuation, or the mirror image (``reflect``)."""
+    return F.pad(x, [width] * (2 * (x.ndim - 2)), mode=_PAD_MODE[boundary])
 
 
 class DomainPadding:

@@ -1,0 +1,57 @@
+"""Local kernels: the differential kernel converges to a derivative as the grid is refined."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+from opflow.errors import ConfigError
+from opflow.layers.local import DifferentialConv
+
+
+def _field(n: int, periodic: bool):
+    """f = sin(2 pi x) cos(4 pi y) + 0.5 cos(2 pi (x + y)) and its gradient on an n x n grid."""
+    x = torch.arange(n, dtype=torch.float64) / n if periodic else torch.linspace(0, 1, n).double()
+    Y, X = torch.meshgrid(x, x, indexing="ij")
+    f = torch.sin(2 * math.pi * X) * torch.cos(4 * math.pi * Y) + 0.5 * torch.cos(
+        2 * math.pi * (X + Y)
+    )
+    fx = 2 * math.pi * torch.cos(2 * math.pi * X) * torch.cos(
+        4 * math.pi * Y
+    ) - math.pi * torch.sin(2 * math.pi * (X + Y))
+    fy = -4 * math.pi * torch.sin(2 * math.pi * X) * torch.sin(
+        4 * math.pi * Y
+    ) - math.pi * torch.sin(2 * math.pi * (X + Y))
+    return f[None, None], fx, fy
+
+
+@pytest.mark.parametrize("boundary", ["periodic", "reflect"])
+def test_differential_kernel_converges_to_its_directional_derivative(boundary):
+    torch.manual_seed(0)
+    layer = DifferentialConv(1, 2, kernel_size=3, boundary=boundary).double()
+    stencil = layer.stencil().detach()  # (2, 1, 3, 3), zero sum
+    assert stencil.sum(dim=(2, 3)).abs().max() < 1e-12
+    offsets = torch.arange(-1, 2, dtype=torch.float64)
+    # the limit: sum_j w_j (d_j . grad f), d_j = (dy, dx) in grid points
+    weight_y = (stencil[:, 0] * offsets[:, None]).sum(dim=(1, 2))
+    weight_x = (stencil[:, 0] * offsets[None, :]).sum(dim=(1, 2))
+    errors = []
+    for n in (32, 64, 128):
+        f, fx, fy = _field(n, periodic=boundary == "periodic")
+        limit = weight_x[:, None, None] * fx + weight_y[:, None, None] * fy
+        with torch.no_grad():
+            out = layer(f)[0]
+        inner = (slice(None), slice(2, -2), slice(2, -2))  # reflect is one-sided at the edge
+        errors.append(((out - limit)[inner].norm() / limit[inner].norm()).item())
+    assert errors[0] > errors[1] > errors[2]
+    assert all(math.log2(errors[i] / errors[i + 1]) > 0.9 for i in range(2)), errors
+    assert errors[-1] < 0.05
+
+
+def test_bad_kernel_size_is_a_config_error():
+    with pytest.raises(ConfigError, match="odd kernel_size"):
+        DifferentialConv(1, 1, kernel_size=4)
+    with pytest.raises(ConfigError, match="boundary"):
+        DifferentialConv(1, 1, boundary="neumann")
