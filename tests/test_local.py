@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from opflow.errors import ConfigError
-from opflow.layers.local import DifferentialConv
+from opflow.layers.local import DifferentialConv, LocalIntegralConv
+from opflow.models import build_model
 
 
 def _field(n: int, periodic: bool):
@@ -55,3 +56,54 @@ def test_bad_kernel_size_is_a_config_error():
         DifferentialConv(1, 1, kernel_size=4)
     with pytest.raises(ConfigError, match="boundary"):
         DifferentialConv(1, 1, boundary="neumann")
+
+
+def _smooth(n: int) -> torch.Tensor:
+    f, _, _ = _field(n, periodic=True)
+    return f
+
+
+def test_local_integral_kernel_gives_consistent_outputs_across_resolutions():
+    torch.manual_seed(0)
+    layer = LocalIntegralConv(1, 2, radius=0.1).double()
+    with torch.no_grad():
+        outputs = {n: layer(_smooth(n)) for n in (32, 64, 128, 256)}
+    reference = outputs[256]
+    errors = []
+    for n in (32, 64, 128):
+        step = 256 // n
+        at_points = reference[..., ::step, ::step]
+        errors.append(((outputs[n] - at_points).norm() / at_points.norm()).item())
+    assert errors[0] > errors[1] > errors[2]  # measured 0.025, 0.011, 0.0026
+    assert errors[-1] < 0.01
+    # the receptive field keeps its physical size: the stencil grows with the grid
+    assert layer._basis_for((1 / 64, 1 / 64), reference).shape[-1] == 2 * 6 + 1
+    assert layer._basis_for((1 / 128, 1 / 128), reference).shape[-1] == 2 * 12 + 1
+    # a constant field gets the same response on every grid (quadrature-normalised basis)
+    with torch.no_grad():
+        ones = [layer(torch.ones(1, 1, n, n, dtype=torch.float64))[0, :, 0, 0] for n in (16, 64)]
+    torch.testing.assert_close(ones[0], ones[1])
+
+
+def test_local_no_builds_from_a_config_name_and_runs_at_any_resolution():
+    torch.manual_seed(0)
+    model = build_model(
+        "LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1, hidden_channels=8, n_layers=2
+    )
+    fno = build_model("FNO", n_modes=[8, 8], in_channels=1, out_channels=1, hidden_channels=8,
+                      n_layers=2)  # fmt: skip
+    branch_params = sum(p.numel() for b in model.blocks for p in b.local.parameters())
+    assert branch_params == 2 * (8 * 8 * 9 + 8 * 8 * 9)  # 3x3 stencil + 9 basis weights
+    assert (
+        sum(p.numel() for p in model.parameters())
+        == sum(p.numel() for p in fno.parameters()) + branch_params
+    )
+    x = torch.randn(2, 1, 32, 32)
+    assert model(x).shape == (2, 1, 32, 32)
+    assert model(x, output_shape=(64, 64)).shape == (2, 1, 64, 64)
+    assert model(torch.randn(2, 1, 64, 64)).shape == (2, 1, 64, 64)
+    model(x).square().mean().backward()
+    assert all(p.grad is not None for b in model.blocks for p in b.local.parameters())
+    with pytest.raises(ConfigError, match="neither local branch"):
+        build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
+                    hidden_channels=8, differential_kernel=False, disco_radius=None)  # fmt: skip

@@ -1,7 +1,17 @@
 """Neural operators, one file each, registered by name for config training."""
 
 from opflow.models.fno import FNO, FNOBlock
+from opflow.models.local_no import LocalNO
 from opflow.models.mgno import MgNO
 from opflow.models.registry import build_model, model_name, register, registered_models
 
-__all__ = ["FNO", "FNOBlock", "MgNO", "build_model", "model_name", "register", "registered_models"]
+__all__ = [
+    "FNO",
+    "FNOBlock",
+    "LocalNO",
+    "MgNO",
+    "build_model",
+    "model_name",
+    "register",
+    "registered_models",
+]

@@ -1,0 +1,97 @@
+"""Local neural operator (Liu-Schiaffini et al., ICML 2024): FNO blocks with local branches.
+
+Each Fourier block becomes
+
+    x <- σ( SpectralConv(x) + W x + DiffConv(x) + DISCO(x) )  (then the channel MLP, as in FNO)
+
+with ``DiffConv`` a zero-sum stencil over the grid spacing (a learned directional derivative,
+:class:`opflow.layers.DifferentialConv`) and ``DISCO`` a local integral kernel of fixed
+physical radius (:class:`opflow.layers.local.LocalIntegralConv`), both valid as the grid is
+refined. The global spectral part and every FNO option are those of :class:`FNO`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from torch import nn
+
+from opflow.errors import ConfigError
+from opflow.layers.local import DifferentialConv, LocalIntegralConv
+from opflow.layers.padding import Boundary
+from opflow.models.fno import FNO
+from opflow.models.registry import register
+
+__all__ = ["LocalNO"]
+
+
+@register("LocalNO")
+class LocalNO(FNO):
+    """FNO with a differential and/or a local integral branch in every block.
+
+    Parameters (besides :class:`FNO`'s)
+    -----------------------------------
+    differential_kernel : bool
+        Add the differential branch (3-point stencil per axis).
+    disco_radius : float or None
+        Radius of the local integral branch in physical units (2-D only); ``None``: no branch.
+    disco_rings, disco_angles : int
+        Its piecewise-linear basis: radial nodes and angular nodes.
+    boundary : "periodic", "zero" or "reflect"
+        How the local branches see past the edges.
+    domain_length : float
+        Physical length of each axis (the grid spacing is ``domain_length / n`` when periodic).
+    """
+
+    def __init__(
+        self,
+        n_modes: Sequence[int],
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        n_layers: int = 4,
+        differential_kernel: bool = True,
+        disco_radius: float | None = 0.0625,
+        disco_rings: int = 3,
+        disco_angles: int = 4,
+        boundary: Boundary = "periodic",
+        domain_length: float = 1.0,
+        **fno_args,
+    ):
+        super().__init__(
+            n_modes, in_channels, out_channels, hidden_channels, n_layers=n_layers, **fno_args
+        )
+        if not differential_kernel and disco_radius is None:
+            raise ConfigError(
+                "LocalNO with neither local branch",
+                "differential_kernel: true and/or a disco_radius",
+                "use FNO for a model without local branches",
+            )
+        if disco_radius is not None and self.n_dim != 2:
+            raise ConfigError(
+                f"disco_radius with {self.n_dim}-D n_modes",
+                "2-D data for the local integral branch",
+                "set disco_radius: null",
+            )
+        c = hidden_channels
+        for block in self.blocks:
+            branches = []
+            if differential_kernel:
+                branches.append(
+                    DifferentialConv(
+                        c, c, n_dim=self.n_dim, boundary=boundary, domain_length=domain_length
+                    )
+                )
+            if disco_radius is not None:
+                branches.append(
+                    LocalIntegralConv(
+                        c,
+                        c,
+                        radius=disco_radius,
+                        n_rings=disco_rings,
+                        n_angles=disco_angles,
+                        boundary=boundary,
+                        domain_length=domain_length,
+                    )
+                )
+            block.local = nn.ModuleList(branches)
