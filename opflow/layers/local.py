@@ -62,6 +62,8 @@ class DifferentialConv(nn.Module):
         ``periodic``, ``zero`` or ``reflect``: how the stencil sees past the edges.
     domain_length:
         Physical length of each axis (sets ``h`` together with the grid size).
+    init_scale:
+        Multiplies torch's default initial weight bound.
     """
 
     def __init__(
@@ -72,6 +74,7 @@ class DifferentialConv(nn.Module):
         n_dim: int = 2,
         boundary: Boundary = "periodic",
         domain_length: float | Sequence[float] = 1.0,
+        init_scale: float = 0.01,
     ):
         super().__init__()
         check_boundary(boundary)
@@ -84,8 +87,10 @@ class DifferentialConv(nn.Module):
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.n_dim = kernel_size, n_dim
         self.boundary, self.domain_length = boundary, domain_length
+        # torch's default conv init, scaled down: the 1/h factor makes the branch's output
+        # ~(2πk) times a mode-k input, so it starts small and grows where training wants it
         fan_in = in_channels * kernel_size**n_dim
-        bound = fan_in**-0.5  # the default uniform init of torch's convolutions
+        bound = init_scale * fan_in**-0.5
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, *([kernel_size] * n_dim)).uniform_(-bound, bound)
         )
