@@ -213,3 +213,42 @@ def test_checkpoints_hold_tensors_only_and_restore_exactly(tmp_path):
     assert torch.equal(fresh.lin.weight, model.lin.weight)
     with pytest.raises(CheckpointError, match="missing"):
         checkpoint.restore({"model.lin.weight": model.lin.weight}, meta, _WithExtraState())
+
+
+def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_files, tmp_path):
+    from opflow.evaluate import evaluate_run, spectral_error
+    from opflow.train.trainer import surrogate_from_checkpoint
+
+    stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
+    cfg = _config(ns_files[32], tmp_path / "run", epochs=16)
+    cfg["model"] = {"name": "SpecBoost", "args": {"stages": [stage, stage]}}
+    run = train(load_config(_write(tmp_path / "cfg.yaml", cfg)), progress=False)
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert len(rows) == 16
+    assert rows[-1]["train_loss"] < rows[7]["train_loss"]  # stage 2 vs the end of stage 1
+
+    surrogate = surrogate_from_checkpoint(run, "last")
+    assert surrogate.model.active_stages == 2
+    data = opflow.data.FieldData(load_config(tmp_path / "cfg.yaml").data)
+    x, y = data.dataset("val").batch(range(len(data.dataset("val"))))
+    errors = {}
+    for active in (1, 2):
+        surrogate.model.active_stages = active
+        with torch.no_grad():
+            errors[active] = spectral_error(surrogate.predict(x), y).error_energy
+    high = slice(4, None)  # wavenumbers 4..16 of the 32x32 grid
+    assert errors[2][high].sum() < errors[1][high].sum()
+    assert errors[2].sum() < errors[1].sum()
+
+    surrogate.model.active_stages = 2
+    results = evaluate_run(run, [ns_files[32], ns_files[64]], checkpoint="last")
+    assert results[1].grid == [64, 64] and results[1].rel_l2 < 1.5 * results[0].rel_l2
+    assert (run / "evaluation" / "error_spectrum.png").is_file()
+
+
+def test_staged_training_needs_epochs_divisible_by_stages(ns_files, tmp_path):
+    stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
+    cfg = _config(ns_files[32], tmp_path / "run", epochs=5)
+    cfg["model"] = {"name": "SpecBoost", "args": {"stages": [stage, stage]}}
+    with pytest.raises(ConfigError, match="multiple of 2"):
+        train(load_config(_write(tmp_path / "cfg.yaml", cfg)), progress=False)

@@ -66,13 +66,7 @@ def evaluate_run(
         if hasattr(surrogate.model, "n_modes"):
             data.check_resolution(tuple(surrogate.model.n_modes))
         dataset = data.dataset(split)
-        preds, truths = [], []
-        with torch.no_grad():
-            for indices in torch.arange(len(dataset)).split(batch_size):
-                x, y = dataset.batch(indices)
-                truths.append(y)
-                preds.append(surrogate.predict(x))
-        pred, truth = torch.cat(preds), torch.cat(truths)
+        pred, truth = _predict(surrogate, dataset, batch_size)
         errors = relative_l2_per_sample(pred, truth)
         label = "x".join(str(n) for n in data.grid.sizes)
         stem = f"{Path(path).stem}"
@@ -91,6 +85,8 @@ def evaluate_run(
         )
         if len(data.grid.sizes) == 2:
             spectra[label] = spectral_error(pred, truth)
+            for stage, partial in _stage_predictions(surrogate, dataset, batch_size):
+                spectra[f"{label}, stages 1-{stage}"] = spectral_error(partial, truth)
         results.append(
             ResolutionResult(
                 data=str(path),
@@ -107,6 +103,31 @@ def evaluate_run(
         plot_error_spectra(spectra, out_dir / "error_spectrum.png")
     atomic_write_json(out_dir / "results.json", [dataclasses.asdict(r) for r in results])
     return results
+
+
+def _predict(surrogate, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Predictions and truths of a whole split, batch by batch."""
+    preds, truths = [], []
+    with torch.no_grad():
+        for indices in torch.arange(len(dataset)).split(batch_size):
+            x, y = dataset.batch(indices)
+            truths.append(y)
+            preds.append(surrogate.predict(x))
+    return torch.cat(preds), torch.cat(truths)
+
+
+def _stage_predictions(surrogate, dataset, batch_size: int):
+    """For a staged model (SpecBoost): ``(k, prediction of stages 1..k)`` for each earlier
+    ``k``, so the error spectrum shows what every stage removes."""
+    model = surrogate.model
+    active = getattr(model, "active_stages", 1)
+    try:
+        for stage in range(1, active):
+            model.active_stages = stage
+            yield stage, _predict(surrogate, dataset, batch_size)[0]
+    finally:
+        if active > 1:
+            model.active_stages = active
 
 
 def _extent(data: FieldData):

@@ -4,12 +4,14 @@ from opflow.models.fno import FNO, FNOBlock
 from opflow.models.local_no import LocalNO
 from opflow.models.mgno import MgNO
 from opflow.models.registry import build_model, model_name, register, registered_models
+from opflow.models.specboost import SpecBoost
 
 __all__ = [
     "FNO",
     "FNOBlock",
     "LocalNO",
     "MgNO",
+    "SpecBoost",
     "build_model",
     "model_name",
     "register",

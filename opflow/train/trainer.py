@@ -84,6 +84,13 @@ def _build_model(config: Config, task: Task) -> torch.nn.Module:
     return build_model(config.model.name, **args)
 
 
+def _optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
+    """Adam(W) over the parameters that train now (a staged model freezes the others)."""
+    optim_cls = torch.optim.AdamW if config.optimizer.name == "adamw" else torch.optim.Adam
+    params = [p for p in model.parameters() if p.requires_grad]
+    return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
+
+
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator)
@@ -155,20 +162,34 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         )
     variables = list(dict.fromkeys(task.input_variables + task.output_variables))
     normalizer = Normalizer.fit(data, data.split_indices("train"), variables)
-    optim_cls = torch.optim.AdamW if config.optimizer.name == "adamw" else torch.optim.Adam
-    optimizer = optim_cls(
-        model.parameters(), lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay
-    )
+    # staged models (SpecBoost) train one stage after another, each with its own optimizer
+    # and learning-rate schedule over an equal share of the epochs
+    n_stages = getattr(model, "n_stages", 1)
+    if tcfg.epochs % n_stages:
+        raise ConfigError(
+            f"training.epochs={tcfg.epochs} for a model of {n_stages} stages",
+            f"a multiple of {n_stages} (the epochs are split evenly between the stages)",
+            f"use training.epochs={n_stages * max(1, round(tcfg.epochs / n_stages))}",
+        )
+    stage_epochs = tcfg.epochs // n_stages
     loss_fn = make_loss(config.loss.kind, config.loss.p, config.data.periodic)
     surrogate = Surrogate(model, normalizer, task, data.grid)
 
     start_epoch, best = 0, math.inf
+    tensors = meta = None
     if resume:
         tensors, meta = checkpoint.load_checkpoint(run_dir, "last")
-        checkpoint.restore(tensors, meta, model, optimizer, rng=True)
+        start_epoch, best = meta["epoch"] + 1, meta.get("best_val", math.inf)
+    stage = min(start_epoch // stage_epochs, n_stages - 1)
+    if n_stages > 1:
+        model.set_stage(stage)
+    optimizer = _optimizer(config, model)
+    if resume:
+        same_stage = n_stages == 1 or meta["epoch"] // stage_epochs == stage
+        # a checkpoint from the end of the previous stage holds that stage's optimizer
+        checkpoint.restore(tensors, meta, model, optimizer if same_stage else None, rng=True)
         normalizer = Normalizer.from_json(meta["normalizer"])
         surrogate.normalizer = normalizer
-        start_epoch, best = meta["epoch"] + 1, meta.get("best_val", math.inf)
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
     metrics_path = run_dir / "metrics.jsonl"
@@ -177,9 +198,15 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     writer = _tensorboard(run_dir) if tcfg.tensorboard else None
 
     steps_per_epoch = math.ceil(len(train_set) / tcfg.batch_size)
-    total_steps = steps_per_epoch * tcfg.epochs
+    total_steps = steps_per_epoch * stage_epochs
     for epoch in range(start_epoch, tcfg.epochs):
         started = time.perf_counter()
+        if n_stages > 1 and epoch // stage_epochs != stage:
+            stage = epoch // stage_epochs
+            model.set_stage(stage)
+            optimizer = _optimizer(config, model)
+            print(f"stage {stage + 1}/{n_stages}", flush=True)
+        stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
         model.train()
         batches = _batches(len(train_set), tcfg.batch_size, tcfg.seed, epoch)
         running = 0.0
@@ -187,7 +214,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
             batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=progress is False
         )
         for i, indices in enumerate(bar):
-            lr = learning_rate(config, epoch * steps_per_epoch + i, total_steps, steps_per_epoch)
+            lr = learning_rate(config, stage_step + i, total_steps, steps_per_epoch)
             for group in optimizer.param_groups:
                 group["lr"] = lr
             x, y = train_set.batch(indices)
@@ -228,6 +255,8 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         if improved or last_epoch or (epoch + 1) % tcfg.checkpoint_every == 0:
             tags = ["last"] + (["best"] if improved else [])
             meta = _meta(config, normalizer, data.grid, task, best_val=best, val_rel_l2=val)
+            if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
+                meta["active_stages"] = model.active_stages
             checkpoint.save_checkpoint(run_dir, tags, epoch, model, optimizer, meta)
     if writer is not None:
         writer.close()
@@ -253,4 +282,6 @@ def surrogate_from_checkpoint(run_dir: Path, tag: str = "best") -> Surrogate:
     task = Task(**meta["task"])
     model = _build_model(config, task)
     checkpoint.restore(tensors, meta, model)
+    if "active_stages" in meta:
+        model.active_stages = meta["active_stages"]
     return Surrogate(model, Normalizer.from_json(meta["normalizer"]), task, Grid(**meta["grid"]))
