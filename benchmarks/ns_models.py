@@ -1,0 +1,117 @@
+"""Accuracy: FNO vs LocalNO vs SpecBoost(FNO, FNO) on Navier–Stokes, same data and budget.
+
+Two settings, each from its recipe (solved at 128², stored at 64² and 128²): viscosity 1e-3
+(``datasets/navier_stokes_quickstart.yaml``) and the more turbulent 1e-4
+(``datasets/navier_stokes_1e-4_quickstart.yaml``). Task: w(t) -> w(t + 1), the quickstart's.
+Every model trains through opflow's trainer for the same number of epochs on the same data
+order (SpecBoost's epochs are split between its two stages); configs:
+``configs/quickstart.yaml`` (FNO), ``configs/ns_local_no.yaml``, ``configs/ns_specboost.yaml``.
+Reports test relative L2 at 64² and zero-shot at 128², and the share of the error energy at
+wavenumbers |k| >= 8. neuraloperator's LocalNO is not run: it does not import with
+torch-harmonics 0.9.3 (see docs/architecture.md).
+
+    python benchmarks/ns_models.py [--epochs 24] [--settings 1e-3 1e-4] [--out bench_ns_models]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import torch
+from baselines import real_parameter_count
+
+import opflow
+from opflow.data.recipes import generate, load_recipe, output_paths
+from opflow.evaluate import evaluate_run, spectral_error
+from opflow.train import load_config, train
+
+ROOT = Path(__file__).resolve().parent.parent
+SETTINGS = {
+    "1e-3": "datasets/navier_stokes_quickstart.yaml",
+    "1e-4": "datasets/navier_stokes_1e-4_quickstart.yaml",
+}
+MODELS = {
+    "FNO": "configs/quickstart.yaml",
+    "LocalNO": "configs/ns_local_no.yaml",
+    "SpecBoost(FNO, FNO)": "configs/ns_specboost.yaml",
+}
+HIGH_K = 8
+
+
+def _high_share(run_dir: Path, data_path: Path) -> float:
+    """Share of the test error energy at |k| >= HIGH_K, from the run's saved predictions."""
+    import xarray as xr
+
+    ds = xr.open_dataset(run_dir / "evaluation" / f"predictions_{data_path.stem}.nc")
+    pred = torch.from_numpy(ds["vorticity"].values)
+    truth = torch.from_numpy(ds["vorticity_truth"].values)
+    energy = spectral_error(pred, truth).error_energy
+    return float(energy[HIGH_K:].sum() / energy.sum())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=24, help="per model (even: 2 stages)")
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--models", nargs="+", default=list(MODELS), choices=list(MODELS))
+    parser.add_argument("--out", default="bench_ns_models")
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    out = Path(args.out)
+    summary_path = out / "summary.json"
+    rows = json.loads(summary_path.read_text()) if summary_path.exists() else {}
+    for setting in args.settings:
+        recipe = load_recipe(ROOT / SETTINGS[setting])
+        paths = output_paths(recipe, out / setting / "data" / "ns.nc")
+        if not all(p.exists() for p in paths.values()):
+            t0 = time.perf_counter()
+            generate(recipe, out / setting / "data" / "ns.nc")
+            print(f"{setting}: data generated in {time.perf_counter() - t0:.0f}s", flush=True)
+        coarse, fine = paths[min(paths)], paths[max(paths)]
+        for name in args.models:
+            run_name = name.split("(")[0]
+            config = load_config(
+                ROOT / MODELS[name],
+                [
+                    f"data.path={coarse}",
+                    f"training.epochs={args.epochs}",
+                    f"training.output_dir={out / setting / run_name}",
+                ],
+            )
+            run_dir = train(config, resume=True)
+            log = [
+                json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
+            ]
+            results = evaluate_run(run_dir, [coarse, fine])
+            rows[f"{setting} {name}"] = {
+                "params": real_parameter_count(opflow.load(run_dir).model),
+                "seconds_per_epoch": round(statistics.median(r["seconds"] for r in log), 1),
+                "rel_l2": results[0].rel_l2,
+                "rel_l2_2x": results[1].rel_l2,
+                "high_k_share": _high_share(run_dir, coarse),
+            }
+            summary_path.parent.mkdir(parents=True, exist_ok=True)
+            summary_path.write_text(json.dumps(rows, indent=2))
+            print(f"{setting} {name}: {rows[f'{setting} {name}']}", flush=True)
+
+    print(
+        f"\n| viscosity | model | params | s/epoch | rel. L2 64² | zero-shot 128² | "
+        f"error share at |k| >= {HIGH_K} | vs FNO |"
+    )
+    print("|---|---|---|---|---|---|---|---|")
+    for key, r in rows.items():
+        setting, name = key.split(" ", 1)
+        fno = rows.get(f"{setting} FNO")
+        change = f"{100 * (r['rel_l2'] / fno['rel_l2'] - 1):+.0f}%" if fno else ""
+        print(
+            f"| {setting} | {name} | {r['params']:,} | {r['seconds_per_epoch']:.0f} | "
+            f"{r['rel_l2']:.4f} | {r['rel_l2_2x']:.4f} | {r['high_k_share']:.2f} | {change} |"
+        )
+
+
+if __name__ == "__main__":
+    main()
