@@ -44,7 +44,11 @@ _SafeLoader.add_implicit_resolver(
 
 def safe_load(text: str) -> Any:
     """Parse YAML text with a safe loader (no arbitrary objects) that knows ``1e-3``."""
-    return yaml.load(text, Loader=_SafeLoader)  # noqa: S506 -- a SafeLoader subclass
+    loader = _SafeLoader(text)  # a yaml.SafeLoader: plain data only, never Python objects
+    try:
+        return loader.get_single_data()
+    finally:
+        loader.dispose()
 
 
 def load_yaml(path: str | Path) -> dict:
