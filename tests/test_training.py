@@ -186,7 +186,7 @@ def test_config_errors_suggest_the_fix(ns_files, tmp_path):
     cfg = load_config(tmp_path / "f.yaml", ["optimizer.weight_decay=5e-4"])
     assert cfg.optimizer.lr == 1e-2 and cfg.optimizer.weight_decay == 5e-4
     # still a safe loader: Python object tags are refused, not constructed
-    (tmp_path / "g.yaml").write_text('training: !!python/object/apply:os.getcwd []\n')
+    (tmp_path / "g.yaml").write_text("training: !!python/object/apply:os.getcwd []\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(tmp_path / "g.yaml")
 
