@@ -54,6 +54,9 @@ def test_level_count_follows_the_grid():
     shift, grids = cycle.plan((33, 33))  # interpolated up to the learned finest grid
     assert shift == -1 and grids[0] == (65, 65)
     assert cycle.plan((128, 96))[1][0] == (64, 48)
+    # the layer alone runs other grids through its fixed levels
+    assert cycle(torch.randn(1, 1, 129, 129)).shape == (1, 4, 129, 129)
+    assert cycle(torch.randn(1, 1, 33, 33)).shape == (1, 4, 33, 33)
     fixed = MultigridConv(1, 4, [[1, 0]] * 3, coarsest_points=None)
     assert fixed.plan((129, 64)) == (0, [(129, 64), (65, 32), (33, 16)])
 

@@ -227,12 +227,7 @@ class LocalIntegralConv(nn.Module):
         spacing = tuple(spacing or grid_spacing(x.shape[2:], self.boundary, self.domain_length))
         basis = self._basis_for(spacing, x)  # (L, ky, kx)
         kernel = torch.einsum("oil,lyx->oiyx", self.weight, basis)
-        my, mx = basis.shape[1] // 2, basis.shape[2] // 2
-        if my == mx:
-            padded = pad_boundary(x, my, self.boundary)
-        else:
-            mode = {"zero": "constant", "periodic": "circular", "reflect": "reflect"}
-            padded = F.pad(x, (mx, mx, my, my), mode=mode[self.boundary])
+        padded = pad_boundary(x, (basis.shape[1] // 2, basis.shape[2] // 2), self.boundary)
         return F.conv2d(padded, kernel)
 
     def extra_repr(self) -> str:

@@ -29,10 +29,13 @@ def check_boundary(boundary: str) -> None:
         )
 
 
-def pad_boundary(x: torch.Tensor, width: int, boundary: Boundary) -> torch.Tensor:
-    """Pad every spatial axis of ``(B, C, *s)`` by ``width`` points per side: zeros
-    (Dirichlet), the periodic continuation, or the mirror image (``reflect``)."""
-    return F.pad(x, [width] * (2 * (x.ndim - 2)), mode=_PAD_MODE[boundary])
+def pad_boundary(x: torch.Tensor, width: int | Sequence[int], boundary: Boundary) -> torch.Tensor:
+    """Pad the spatial axes of ``(B, C, *s)`` by ``width`` points per side (one int for every
+    axis, or one per axis): zeros (Dirichlet), the periodic continuation, or the mirror image
+    (``reflect``)."""
+    n_dim = x.ndim - 2
+    widths = [width] * n_dim if isinstance(width, int) else list(width)
+    return F.pad(x, [w for w in reversed(widths) for _ in (0, 1)], mode=_PAD_MODE[boundary])
 
 
 class DomainPadding:
