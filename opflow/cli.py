@@ -4,6 +4,7 @@ opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recip
 opflow train CONFIG.yaml [--set k=v] [--resume]  train (opflow.train.train)
 opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
 opflow quickstart [--out DIR]                   all three on the built-in default
+opflow gp-solve CONFIG.yaml [--set k=v]         solve a PDE with GP-HM (opflow.gp.run)
 """
 
 from __future__ import annotations
@@ -85,6 +86,17 @@ def _quickstart(args) -> None:
     print(f"\nplots: {evaluation}/fields_*.png, {evaluation}/error_spectrum.png")
 
 
+def _gp_solve(args) -> None:
+    from opflow.gp.run import load_gp_config, run
+
+    config = load_gp_config(args.config, args.set)
+    solution, out = run(config)
+    last = solution.history[-1]
+    error = f", relative L2 {last['rel_l2']:.3e}" if "rel_l2" in last else ""
+    print(f"{config.name}: {last['iteration']} iterations in {solution.seconds:.1f} s{error}")
+    print(f"solution.nc, history.json, history.png, solution.png in {out}")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="opflow", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -111,6 +123,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", default="quickstart", help="folder for data, run and plots")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.set_defaults(func=_quickstart)
+
+    p = sub.add_parser("gp-solve", help="solve a PDE with a spectral-mixture GP (GP-HM)")
+    p.add_argument("config")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.set_defaults(func=_gp_solve)
 
     args = parser.parse_args(argv)
     try:
