@@ -82,26 +82,28 @@ class SolverOptions:
     ``init``: ``"zeros"`` starts ``U`` at zero as in the paper; ``"collocation"`` starts it at
     the direct solution of the collocation equations for the initial kernel
     (:mod:`opflow.gp.collocation`), after which Adam refines ``U`` and the kernel together
-    (``iterations`` may then be 0). ``lr_values``: Adam's rate for ``U`` if different from
-    ``lr`` (a small one keeps a collocation start from being shaken loose).
+    (``iterations`` may then be 0). ``lr_values``: Adam's rate for ``U``; by default ``1e-4``
+    after a collocation start (a larger one shakes it loose) and ``lr`` from zero.
+    The paper's protocol is ``init="zeros"`` with tens of thousands of iterations.
     ``recollocate_every``: with ``init: collocation``, solve the collocation equations again
     for the kernel learned so far every that many iterations and after the last one (0: only
-    at the start). The learned kernel is what makes the collocation solution accurate.
+    at the start; ignored from zero). The learned kernel is what makes the collocation
+    solution accurate.
     ``lr_final``: if set, the learning rate decays exponentially from ``lr`` to ``lr_final``
     over the run (damps the late loss spikes of a constant-rate Adam); ``log_every``: how
     often the loss and the test error are recorded.
     """
 
-    iterations: int = 20000
+    iterations: int = 1000
     init: Literal["zeros", "collocation"] = "collocation"
     lr: float = 1e-2
     lr_values: float | None = None
-    recollocate_every: int = 0
+    recollocate_every: int = 100
     lr_final: float | None = None
     boundary_weight: float = 200.0
     jitter: float = 1e-6
     seed: int = 0
-    log_every: int = 500
+    log_every: int = 100
 
     def validate(self) -> None:
         if self.iterations < 0 or self.lr <= 0 or self.log_every < 1:
@@ -364,7 +366,7 @@ def solve(
         )
         collocating = False
     others = [p for n, p in model.named_parameters() if p.requires_grad and n != "values"]
-    values_lr = options.lr_values or options.lr
+    values_lr = options.lr_values or (1e-4 if collocating else options.lr)
     optimizer = torch.optim.Adam(
         [{"params": others}, {"params": [model.values], "lr": values_lr}], lr=options.lr
     )
@@ -382,21 +384,28 @@ def solve(
             recollocate()
         loss = _loss(model, problem, source, boundary, boundary_values, options.boundary_weight)
         if not torch.isfinite(loss):
-            raise ConfigError(
-                f"the GP loss became {loss.item()} at iteration {iteration}",
-                "a finite loss",
-                "lower solver.lr or set solver.lr_final",
+            if best[2] is None:
+                raise ConfigError(
+                    f"the GP loss became {loss.item()} at iteration {iteration}",
+                    "a finite loss",
+                    "lower solver.lr or set solver.lr_final",
+                )
+            warnings.warn(
+                f"{problem.name}: the GP loss became {loss.item()} at iteration {iteration}; "
+                f"returning the state of iteration {best[1]}",
+                stacklevel=2,
             )
-        if every and (resolved or iteration == 0):
-            residual = offgrid_residual()
-            if residual < best[0]:
-                state = {k: v.detach().clone() for k, v in model.state_dict().items()}
-                best = (residual, iteration, state)
-        if iteration % options.log_every == 0 or iteration == last:
+            break
+        logging = iteration % options.log_every == 0 or iteration == last
+        residual = offgrid_residual() if logging or resolved or iteration == 0 else None
+        if every and (resolved or iteration == 0) and residual < best[0]:
+            state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            best = (residual, iteration, state)
+        if logging:
             entry = {
                 "iteration": iteration,
                 "loss": loss.item(),
-                "offgrid_residual": offgrid_residual(),
+                "offgrid_residual": residual,
                 "seconds": time.perf_counter() - start,
             }
             if exact is not None:
