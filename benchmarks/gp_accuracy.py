@@ -18,6 +18,7 @@ everything (``--iterations`` to set the budget).
 
     python benchmarks/gp_accuracy.py [--problems NAME ...] [--methods gp-hm se-gp pinn]
                                      [--protocol opflow|paper] [--iterations N]
+                                     [--pinn-seconds S] [--pinn-batch 8192]
                                      [--threads 2] [--out bench_gp]
 """
 
@@ -132,6 +133,8 @@ def main() -> None:
     parser.add_argument("--methods", nargs="*", default=["gp-hm", "se-gp", "pinn"])
     parser.add_argument("--protocol", choices=["opflow", "paper"], default="opflow")
     parser.add_argument("--iterations", type=int, help="override every recipe's budget")
+    parser.add_argument("--pinn-seconds", type=float, help="PINN wall time (default: GP-HM's)")
+    parser.add_argument("--pinn-batch", type=int, default=8192, help="interior points per step")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="bench_gp")
     args = parser.parse_args()
@@ -157,8 +160,8 @@ def main() -> None:
         if "se-gp" in args.methods:
             row["se-gp"] = run_gp(config, SE_KERNEL, **overrides)
         if "pinn" in args.methods:
-            budget = row.get("gp-hm", {}).get("seconds", 60.0)
-            row["pinn"] = run_pinn(config, budget)
+            budget = args.pinn_seconds or row.get("gp-hm", {}).get("seconds", 60.0)
+            row["pinn"] = run_pinn(config, budget, batch=args.pinn_batch)
         results[config.name] = row
 
         grid = "×".join(str(n) for n in config.collocation)
