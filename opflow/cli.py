@@ -87,13 +87,20 @@ def _quickstart(args) -> None:
 
 
 def _gp_solve(args) -> None:
+    import xarray as xr
+
     from opflow.gp.run import load_gp_config, run
 
     config = load_gp_config(args.config, args.set)
     solution, out = run(config)
-    last = solution.history[-1]
-    error = f", relative L2 {last['rel_l2']:.3e}" if "rel_l2" in last else ""
-    print(f"{config.name}: {last['iteration']} iterations in {solution.seconds:.1f} s{error}")
+    with xr.open_dataset(out / "solution.nc") as written:
+        attrs = dict(written.attrs)
+    error = f", relative L2 {attrs['rel_l2']:.3e}" if "rel_l2" in attrs else ""
+    selected = attrs.get("selected_iteration")
+    state = f" (state of iteration {selected})" if selected is not None else ""
+    print(
+        f"{config.name}: {attrs['iterations']} iterations in {solution.seconds:.1f} s{error}{state}"
+    )
     print(f"solution.nc, history.json, history.png, solution.png in {out}")
 
 
