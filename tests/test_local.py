@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from opflow.errors import ConfigError
-from opflow.layers.local import DifferentialConv, LocalIntegralConv
+from opflow.errors import ConfigError, ShapeError
+from opflow.layers.local import DifferentialConv, LocalBranches, LocalIntegralConv
 from opflow.models import build_model
 
 
@@ -107,3 +107,31 @@ def test_local_no_builds_from_a_config_name_and_runs_at_any_resolution():
     with pytest.raises(ConfigError, match="neither local branch"):
         build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
                     hidden_channels=8, differential_kernel=False, disco_radius=None)  # fmt: skip
+
+
+@pytest.mark.parametrize("shape", [(33, 35), (64, 64)])
+def test_periodic_branches_as_one_fourier_multiplier_equal_the_padded_convolutions(shape):
+    """LocalBranches' spectral path (periodic) against each branch's direct convolution."""
+    torch.manual_seed(0)
+    branches = LocalBranches(
+        [DifferentialConv(6, 5, n_dim=2), LocalIntegralConv(6, 5, radius=0.0625)]
+    ).double()
+    x = torch.randn(3, 6, *shape, dtype=torch.float64, requires_grad=True)
+    spectral = branches(x)
+    direct = sum(branch(x) for branch in branches)
+    torch.testing.assert_close(spectral, direct, rtol=1e-12, atol=1e-12)
+    inputs = [x, *branches.parameters()]
+    grads = torch.autograd.grad(spectral.square().sum(), inputs)
+    expected = torch.autograd.grad(direct.square().sum(), inputs)
+    for got, want in zip(grads, expected):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-10)
+    # the 1-D differential branch takes the same path
+    line = LocalBranches([DifferentialConv(4, 4, n_dim=1)]).double()
+    u = torch.randn(2, 4, 50, dtype=torch.float64)
+    torch.testing.assert_close(line(u), line[0](u), rtol=1e-12, atol=1e-12)
+
+
+def test_a_kernel_wider_than_the_grid_is_a_shape_error():
+    branches = LocalBranches([LocalIntegralConv(1, 1, radius=0.6)])
+    with pytest.raises(ShapeError, match="at least as large as the kernel"):
+        branches(torch.randn(1, 1, 8, 8))  # radius 0.6 at h = 1/8: a 9x9 stencil

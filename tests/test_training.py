@@ -250,6 +250,23 @@ def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_fi
     assert (run / "evaluation" / "error_spectrum.png").is_file()
 
 
+def test_specboost_later_stages_start_at_the_earlier_stages_prediction():
+    from opflow.models import build_model
+
+    stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
+    torch.manual_seed(0)
+    model = build_model("SpecBoost", stages=[stage] * 3, in_channels=1, out_channels=1,
+                        feed_prediction=True)  # fmt: skip
+    x = torch.randn(2, 1, 16, 16)
+    outputs = []
+    for active in (1, 2, 3):
+        model.active_stages = active
+        with torch.no_grad():
+            outputs.append(model(x))
+    assert outputs[0].abs().max() > 0.01
+    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+
+
 def test_staged_training_needs_epochs_divisible_by_stages(ns_files, tmp_path):
     stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
     cfg = _config(ns_files[32], tmp_path / "run", epochs=5)

@@ -83,7 +83,7 @@ class FNOBlock(nn.Module):
         )
         self.non_linearity = non_linearity
         # extra branches added to the spectral conv's output (LocalNO's local kernels)
-        self.local: nn.ModuleList | None = None
+        self.local: nn.Module | None = None
 
     def forward(
         self, x: torch.Tensor, output_shape: Sequence[int] | None = None, last: bool = False
@@ -92,8 +92,8 @@ class FNOBlock(nn.Module):
         # full-size temporary costs page faults comparable to the arithmetic.
         y = self.conv(x, output_shape=output_shape)
         y = self._add_skip(self.fno_skip, x, y, output_shape)
-        for branch in self.local or ():
-            z = branch(x)
+        if self.local is not None:
+            z = self.local(x)
             if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
                 z = fourier_resample(z, output_shape)
             y = y + z

@@ -14,10 +14,8 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from torch import nn
-
 from opflow.errors import ConfigError
-from opflow.layers.local import DifferentialConv, LocalIntegralConv
+from opflow.layers.local import DifferentialConv, LocalBranches, LocalIntegralConv
 from opflow.layers.padding import Boundary
 from opflow.models.fno import FNO
 from opflow.models.registry import register
@@ -94,4 +92,4 @@ class LocalNO(FNO):
                         domain_length=domain_length,
                     )
                 )
-            block.local = nn.ModuleList(branches)
+            block.local = LocalBranches(branches)

@@ -35,6 +35,10 @@ class SpecBoost(nn.Module):
         Channels of the data.
     feed_prediction:
         Stages after the first also see the running prediction as extra input channels.
+    zero_init_later_stages:
+        Stages after the first start with a zero output layer, so that training stage ``s``
+        starts exactly at the ensemble of the stages before it (a randomly initialised stage
+        would first add an error of the size of the target, then have to unlearn it).
     """
 
     def __init__(
@@ -43,6 +47,7 @@ class SpecBoost(nn.Module):
         in_channels: int,
         out_channels: int,
         feed_prediction: bool = False,
+        zero_init_later_stages: bool = True,
     ):
         super().__init__()
         if len(stages) < 1 or not all(isinstance(s, dict) and "name" in s for s in stages):
@@ -67,7 +72,10 @@ class SpecBoost(nn.Module):
                 "in_channels": in_channels + extra,
                 "out_channels": out_channels,
             }
-            self.stages.append(build_model(spec["name"], **args))
+            stage = build_model(spec["name"], **args)
+            if zero_init_later_stages and index > 0:
+                _zero_output_layer(stage, spec["name"])
+            self.stages.append(stage)
         self.n_stages = len(self.stages)
         self.active_stages = self.n_stages
 
@@ -92,3 +100,19 @@ class SpecBoost(nn.Module):
             inputs = torch.cat((x, prediction), dim=1) if self.feed_prediction else x
             prediction = prediction + stage(inputs, **kwargs)
         return prediction
+
+
+def _zero_output_layer(model: nn.Module, name: str) -> None:
+    """Zero the weights and bias of the output layer (the last map of ``model.projection``)."""
+    projection = getattr(model, "projection", None)
+    last = projection.fcs[-1] if hasattr(projection, "fcs") else projection
+    if not isinstance(getattr(last, "weight", None), torch.Tensor):
+        raise ConfigError(
+            f"SpecBoost stage {name} has no projection layer to start from zero",
+            "a stage model with a `projection` (FNO, LocalNO, MgNO)",
+            "set zero_init_later_stages: false for this model",
+        )
+    with torch.no_grad():
+        last.weight.zero_()
+        if getattr(last, "bias", None) is not None:
+            last.bias.zero_()

@@ -53,6 +53,8 @@ class _MixModes(torch.autograd.Function):
     @staticmethod
     def backward(ctx, grad):
         spec, block = ctx.saved_tensors
+        # a gradient arriving through a permuted view would send bmm down a per-mode copy path
+        grad = grad.contiguous()
         grad_spec = grad_weight = None
         if ctx.needs_input_grad[0]:
             grad_spec = torch.bmm(grad, block.transpose(1, 2))
