@@ -21,7 +21,7 @@ from opflow.errors import ConfigError
 from opflow.evaluate.metrics import relative_l2_per_sample, spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.schema import from_dict
-from opflow.surrogate import load
+from opflow.surrogate import Surrogate, load
 from opflow.train.losses import relative_h1_per_sample
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
@@ -46,8 +46,13 @@ def evaluate_run(
     out_dir: str | Path | None = None,
     checkpoint: str = "best",
     batch_size: int = 16,
+    surrogate: Surrogate | None = None,
 ) -> list[ResolutionResult]:
-    """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``."""
+    """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``.
+
+    ``surrogate``: evaluate this one instead of the checkpoint's (e.g. the run's model with an
+    evaluation option changed); the run still provides the data configuration.
+    """
     from opflow.train.checkpoint import load_checkpoint
 
     run_dir = Path(run_dir)
@@ -55,7 +60,7 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     if not data_paths:
         raise ConfigError("No data files to evaluate on", "one or more --data files", "pass --data")
-    surrogate = load(run_dir, checkpoint)
+    surrogate = surrogate if surrogate is not None else load(run_dir, checkpoint)
     _, meta = load_checkpoint(run_dir, checkpoint)
     base = from_dict(DataConfig, meta["config"]["data"], where="data")
     task = surrogate.task

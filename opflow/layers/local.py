@@ -50,6 +50,7 @@ __all__ = [
     "disco_basis",
     "grid_spacing",
     "periodic_transfer",
+    "transfer_on_grid",
 ]
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
@@ -302,13 +303,59 @@ def periodic_transfer(kernel: torch.Tensor, grid_shape: Sequence[int]) -> torch.
     return torch.fft.rfftn(centred, s=tuple(grid_shape), dim=tuple(range(2, 2 + n_dim)))
 
 
+def transfer_on_grid(
+    transfer: torch.Tensor, reference_shape: Sequence[int], grid_shape: Sequence[int]
+) -> torch.Tensor:
+    """A multiplier given on ``reference_shape``'s wavenumbers, applied on ``grid_shape``.
+
+    ``transfer`` ``(out, in, r_1, ..., r_d // 2 + 1)`` (``rfftn`` layout). Wavenumbers that
+    both grids resolve below their Nyquist (``|k| < min(r, n) / 2`` per axis) keep their
+    value; all others are zero — the band limit that makes the spectral conv resolution
+    invariant. Returns ``(out, in, n_1, ..., n_d // 2 + 1)``.
+    """
+    out = transfer
+    n_dim = len(grid_shape)
+    for axis, (r, n) in enumerate(zip(reference_shape, grid_shape)):
+        dim = 2 + axis
+        m = min(r, n)
+        if axis == n_dim - 1:
+            src = dst = torch.arange((m + 1) // 2, device=transfer.device)
+            length = n // 2 + 1
+        else:
+            kept = torch.arange(-((m - 1) // 2), (m - 1) // 2 + 1, device=transfer.device)
+            src, dst, length = kept % r, kept % n, n
+        picked = out.index_select(dim, src)
+        shape = list(picked.shape)
+        shape[dim] = length
+        out = picked.new_zeros(shape).index_copy(dim, dst, picked)
+    return out
+
+
 class LocalBranches(nn.ModuleList):
     """The sum of a block's local branches, ``(B, in, *s) -> (B, out, *s)``.
 
     With every branch periodic the sum is applied as one Fourier multiplier
     (:func:`periodic_transfer`; one ``rfftn``, one per-wavenumber channel mixing, one
     ``irfftn``); otherwise each branch runs as a padded convolution and the outputs are added.
+
+    ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
+    and apply their multiplier on any other grid through :func:`transfer_on_grid`, band
+    limited like the spectral conv. On the reference grid nothing changes; elsewhere the
+    block computes what it computed in training on every wavenumber both grids share, where
+    by default the stencils are rebuilt for the new spacing ``h`` (the paper's convergent
+    local kernels, whose response at a given wavenumber still changes with ``h``).
     """
+
+    def __init__(self, branches=None, reference_grid: Sequence[int] | None = None):
+        super().__init__(branches)
+        if reference_grid is not None and not all(b.boundary == "periodic" for b in self):
+            raise ConfigError(
+                f"local branches on a reference grid {tuple(reference_grid)} with boundary "
+                f"{sorted({b.boundary for b in self})}",
+                "periodic boundaries (the reference grid works through Fourier multipliers)",
+                "set local_grid: null, or boundary: periodic",
+            )
+        self.reference_grid = None if reference_grid is None else tuple(reference_grid)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_shape = tuple(x.shape[2:])
@@ -320,8 +367,15 @@ class LocalBranches(nn.ModuleList):
                 f"(batch, {self[0].in_channels}, *spatial)",
                 "check the channel count",
             )
+        if self.reference_grid is not None and len(self.reference_grid) != len(grid_shape):
+            raise ShapeError(
+                f"local branch input on a {len(grid_shape)}-D grid {grid_shape}",
+                f"a {len(self.reference_grid)}-D grid like the reference {self.reference_grid}",
+                "check the number of spatial dims",
+            )
+        stencil_grid = self.reference_grid or grid_shape
         # add the stencils (centred, zero-padded to the largest) and transform once
-        kernels = [branch.kernel(grid_shape, like=x) for branch in self]
+        kernels = [branch.kernel(stencil_grid, like=x) for branch in self]
         size = [max(k.shape[2 + a] for k in kernels) for a in range(len(grid_shape))]
         kernel = sum(
             F.pad(
@@ -334,7 +388,9 @@ class LocalBranches(nn.ModuleList):
             )
             for k in kernels
         )
-        transfer = periodic_transfer(kernel, grid_shape)
+        transfer = periodic_transfer(kernel, stencil_grid)
+        if stencil_grid != grid_shape:
+            transfer = transfer_on_grid(transfer, stencil_grid, grid_shape)
         dims = tuple(range(2, x.ndim))
         x_hat = torch.fft.rfftn(x, dim=dims)
         # per-wavenumber channel mixing, the spectral core's (one real batched matmul)

@@ -39,6 +39,11 @@ class LocalNO(FNO):
         How the local branches see past the edges.
     domain_length : float
         Physical length of each axis (the grid spacing is ``domain_length / n`` when periodic).
+    local_grid : sequence of int or None
+        Periodic only: build the local stencils on this grid (the training grid) and apply
+        them on other grids as a band-limited Fourier multiplier (:class:`LocalBranches`), so
+        that zero-shot evaluation on a finer grid computes what training computed. ``None``:
+        rebuild the stencils for every grid's spacing (the paper's convergent kernels).
     """
 
     def __init__(
@@ -54,6 +59,7 @@ class LocalNO(FNO):
         disco_angles: int = 4,
         boundary: Boundary = "periodic",
         domain_length: float = 1.0,
+        local_grid: Sequence[int] | None = None,
         **fno_args,
     ):
         super().__init__(
@@ -92,4 +98,4 @@ class LocalNO(FNO):
                         domain_length=domain_length,
                     )
                 )
-            block.local = LocalBranches(branches)
+            block.local = LocalBranches(branches, reference_grid=local_grid)
