@@ -233,6 +233,8 @@ def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_fi
 
     surrogate = surrogate_from_checkpoint(run, "last")
     assert surrogate.model.active_stages == 2
+    # stage 2 learnt stage 1's residual at unit scale: its scale is that residual's RMS
+    assert 0.01 < surrogate.model.stage_scale[1].item() < 1.0
     data = opflow.data.FieldData(load_config(tmp_path / "cfg.yaml").data)
     x, y = data.dataset("val").batch(range(len(data.dataset("val"))))
     errors = {}
@@ -250,21 +252,23 @@ def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_fi
     assert (run / "evaluation" / "error_spectrum.png").is_file()
 
 
-def test_specboost_later_stages_start_at_the_earlier_stages_prediction():
+def test_specboost_scales_a_later_stage_by_its_residual_scale():
     from opflow.models import build_model
 
     stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
     torch.manual_seed(0)
-    model = build_model("SpecBoost", stages=[stage] * 3, in_channels=1, out_channels=1,
+    model = build_model("SpecBoost", stages=[stage] * 2, in_channels=1, out_channels=1,
                         feed_prediction=True)  # fmt: skip
     x = torch.randn(2, 1, 16, 16)
-    outputs = []
-    for active in (1, 2, 3):
-        model.active_stages = active
-        with torch.no_grad():
-            outputs.append(model(x))
-    assert outputs[0].abs().max() > 0.01
-    assert torch.equal(outputs[0], outputs[1]) and torch.equal(outputs[0], outputs[2])
+    with torch.no_grad():
+        model.active_stages = 1
+        first = model(x)
+        second = model.stages[1](torch.cat((x, first), dim=1))
+        model.active_stages = 2
+        model.set_residual_scale(1, 0.25)
+        torch.testing.assert_close(model(x), first + 0.25 * second)
+    with pytest.raises(ConfigError, match="positive scale"):
+        model.set_residual_scale(0, 0.5)
 
 
 def test_staged_training_needs_epochs_divisible_by_stages(ns_files, tmp_path):

@@ -91,6 +91,27 @@ def _optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
     return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
 
+def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int) -> None:
+    """Scale stage ``stage`` of a staged model by the RMS of its predecessors' normalised
+    residual on the training split (the residual normalisation of SpecBoost)."""
+    model, task, normalizer = surrogate.model, surrogate.task, surrogate.normalizer
+    active, model.active_stages = model.active_stages, stage
+    total, count = 0.0, 0
+    model.eval()
+    with torch.no_grad():
+        for indices in torch.arange(len(train_set)).split(batch_size):
+            x, y = train_set.batch(indices)
+            z = normalizer.encode(x, task.input_variables, task.t_in)
+            target = normalizer.encode(y, task.output_variables, task.t_out)
+            residual = surrogate.forward_normalized(z) - target
+            total += residual.square().sum().item()
+            count += residual.numel()
+    model.active_stages = active
+    scale = math.sqrt(total / max(count, 1))
+    model.set_residual_scale(stage, scale)
+    print(f"stage {stage + 1}: learns a residual of RMS {scale:.4g} (normalised units)", flush=True)
+
+
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
     generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
     order = torch.randperm(n, generator=generator)
@@ -190,6 +211,8 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         checkpoint.restore(tensors, meta, model, optimizer if same_stage else None, rng=True)
         normalizer = Normalizer.from_json(meta["normalizer"])
         surrogate.normalizer = normalizer
+    if n_stages > 1 and stage > 0 and start_epoch == stage * stage_epochs:
+        _begin_stage(surrogate, stage, train_set, tcfg.batch_size)  # resumed at a stage start
     run_dir.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
     metrics_path = run_dir / "metrics.jsonl"
@@ -204,6 +227,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         if n_stages > 1 and epoch // stage_epochs != stage:
             stage = epoch // stage_epochs
             model.set_stage(stage)
+            _begin_stage(surrogate, stage, train_set, tcfg.batch_size)
             optimizer = _optimizer(config, model)
             print(f"stage {stage + 1}/{n_stages}", flush=True)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
