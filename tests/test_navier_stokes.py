@@ -75,6 +75,10 @@ def test_cfl_time_step_and_bad_settings():
         ns.solve(w0, 1e-3, 0.5, 1, dt=0.3)
     with pytest.raises(ConfigError, match="n even"):
         ns.solve(torch.zeros(1, 33, 33), 1e-3, 0.5, 1)
+    # an unstable Courant number: a clear error, not a NaN deep in the time-step rule
+    w0 = ns.gaussian_random_field(2, 64, generator=torch.Generator().manual_seed(1))
+    with pytest.raises(ConfigError, match="blew up before record"):
+        ns.solve(w0, 1e-5, 1.0, 5, ns.default_forcing(64), cfl=2.0)
 
 
 RECIPE = """\

@@ -188,6 +188,13 @@ def solve(
         if dt is None:
             u, v = ops.velocity(w_hat)
             speed = max(u.abs().max().item(), v.abs().max().item(), 1e-12)
+            if not math.isfinite(speed):
+                raise ConfigError(
+                    f"the flow blew up before record {record + 1} (viscosity {viscosity}, "
+                    f"cfl {cfl}, {n}x{n})",
+                    "a Courant number the explicit advection step is stable at",
+                    "lower cfl (e.g. 0.25 at viscosity 1e-4) or raise the viscosity",
+                )
             n_steps = max(1, math.ceil(record_interval * speed / (cfl * ops.h)))
         else:
             n_steps = round(record_interval / dt)
