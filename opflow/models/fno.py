@@ -64,10 +64,17 @@ class FNOBlock(nn.Module):
         channel_mlp_skip: str | None = "soft-gating",
         fno_skip: str | None = "linear",
         backend: str = "auto",
+        conv: nn.Module | None = None,
+        resample: Callable[[torch.Tensor, Sequence[int]], torch.Tensor] = fourier_resample,
     ):
         super().__init__()
         n_dim = len(n_modes)
-        self.conv = SpectralConv(channels, channels, n_modes, backend=backend)
+        # another geometry brings its own conv (called as conv(x, output_shape=...)) and the
+        # band-limited resampling that moves the skips onto its output grid (the sphere's SFNO)
+        self.conv = (
+            conv if conv is not None else SpectralConv(channels, channels, n_modes, backend=backend)
+        )
+        self.resample = resample
         self.fno_skip = make_skip(fno_skip, channels, channels, n_dim)
         self.channel_mlp = (
             ChannelMLP(
@@ -95,7 +102,7 @@ class FNOBlock(nn.Module):
         if self.local is not None:
             z = self.local(x)
             if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
-                z = fourier_resample(z, output_shape)
+                z = self.resample(z, output_shape)
             y = y + z
         if not last:
             y = self.non_linearity(y)
@@ -106,8 +113,8 @@ class FNOBlock(nn.Module):
             y = self.non_linearity(y)
         return y
 
-    @staticmethod
     def _add_skip(
+        self,
         skip: nn.Module | None,
         x: torch.Tensor,
         y: torch.Tensor,
@@ -116,7 +123,7 @@ class FNOBlock(nn.Module):
         if skip is None:
             return y
         if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
-            return y + fourier_resample(skip(x), output_shape)
+            return y + self.resample(skip(x), output_shape)
         return skip(x, add_to=y)
 
 

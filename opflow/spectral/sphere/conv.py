@@ -28,7 +28,7 @@ from torch import nn
 from opflow.errors import ConfigError, ShapeError
 from opflow.spectral.conv import mix_modes
 from opflow.spectral.sphere import transform as sht_ops
-from opflow.spectral.sphere.grid import SphereGrid
+from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
 
 __all__ = ["SphericalConv", "anchor_interpolation"]
 
@@ -70,8 +70,8 @@ class SphericalConv(nn.Module):
 
     Shapes
     ------
-    ``forward(x, output_grid=None, grid=None)``: ``x`` ``(B, in_channels, nlat, nlon)`` ->
-    ``(B, out_channels, nlat', nlon')`` on ``output_grid`` (a :class:`SphereGrid` or an
+    ``forward(x, output_shape=None, grid=None)``: ``x`` ``(B, in_channels, nlat, nlon)`` ->
+    ``(B, out_channels, nlat', nlon')`` on ``output_shape`` (a :class:`SphereGrid` or an
     ``(nlat', nlon')`` pair of the input's kind; the input grid by default).
     Weights: ``(mmax, lmax, in, out, 2)`` (diagonal) or ``(lmax or anchors, in, out)``.
     """
@@ -153,14 +153,11 @@ class SphericalConv(nn.Module):
     def forward(
         self,
         x: torch.Tensor,
-        output_grid: SphereGrid | tuple[int, int] | None = None,
+        output_shape: SphereGrid | tuple[int, int] | None = None,
         grid: SphereGrid | None = None,
     ) -> torch.Tensor:
         grid = self.input_grid(x, grid)
-        if output_grid is None:
-            output_grid = grid
-        elif not isinstance(output_grid, SphereGrid):
-            output_grid = grid.with_shape(*output_grid)
+        output_grid = as_output_grid(grid, output_shape)
         spec = sht_ops.analyze(x, grid, self.lmax, self.mmax, self.backend)
         batch = x.shape[0]
         if self.operator == "diagonal":

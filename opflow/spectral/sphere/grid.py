@@ -39,7 +39,7 @@ from torch_harmonics.quadrature import precompute_latitudes
 
 from opflow.errors import ResolutionError
 
-__all__ = ["GRID_KINDS", "SphereGrid", "colatitudes_and_weights"]
+__all__ = ["GRID_KINDS", "SphereGrid", "as_output_grid", "colatitudes_and_weights"]
 
 GRID_KINDS = ("equiangular", "equiangular-no-poles", "legendre-gauss", "lobatto")
 
@@ -129,3 +129,15 @@ class SphereGrid:
     def with_shape(self, nlat: int, nlon: int) -> SphereGrid:
         """The same kind of grid at another resolution."""
         return SphereGrid(int(nlat), int(nlon), self.kind)
+
+
+def as_output_grid(
+    grid: SphereGrid, output_shape: SphereGrid | tuple[int, int] | None
+) -> SphereGrid:
+    """The output grid meant by ``output_shape``: ``grid`` itself (None), a grid given as such,
+    or an ``(nlat, nlon)`` pair of ``grid``'s kind."""
+    if output_shape is None:
+        return grid
+    if isinstance(output_shape, SphereGrid):
+        return output_shape
+    return grid.with_shape(*output_shape)

@@ -36,7 +36,7 @@ from torch_harmonics.legendre import legpoly
 
 from opflow.errors import BackendError, ResolutionError, ShapeError
 from opflow.spectral import fourier
-from opflow.spectral.sphere.grid import SphereGrid
+from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
 
 __all__ = [
     "SPHERE_BACKENDS",
@@ -47,6 +47,7 @@ __all__ = [
     "legendre_analysis",
     "legendre_synthesis",
     "select_sphere_backend",
+    "sphere_resample",
 ]
 
 SPHERE_BACKENDS = ("fft", "gemm")
@@ -211,3 +212,17 @@ def isht(coeffs: torch.Tensor, grid: SphereGrid, backend: str = "auto") -> torch
     spec = torch.stack((flat.real, flat.imag), dim=2).unsqueeze(2)  # (mmax, lmax, 1, 2, N)
     field = synthesize(spec.contiguous(), grid, backend)  # (1, N, nlat, nlon)
     return field.reshape(*lead, grid.nlat, grid.nlon)
+
+
+def sphere_resample(
+    x: torch.Tensor, output_shape: SphereGrid | tuple[int, int], kind: str = "equiangular"
+) -> torch.Tensor:
+    """Band-limited interpolation of ``x`` ``(B, C, nlat, nlon)`` (a ``kind`` grid) onto
+    ``output_shape``: every degree and order both grids resolve is kept, the rest dropped."""
+    grid = SphereGrid(x.shape[-2], x.shape[-1], kind)
+    out = as_output_grid(grid, output_shape)
+    if out == grid:
+        return x
+    lmax = min(grid.max_degree, out.max_degree)
+    mmax = min(lmax, grid.max_order, out.max_order)
+    return synthesize(analyze(x, grid, lmax, mmax), out)

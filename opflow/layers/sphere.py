@@ -1,0 +1,83 @@
+r"""Pointwise layers for fields on the sphere: a position embedding and the spectral batch norm.
+
+Both use the grid's quadrature, so they mean the same thing on every grid kind and resolution.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from opflow.spectral.sphere import SphereGrid
+
+__all__ = ["SphereEmbedding", "SphericalBatchNorm", "sphere_mean"]
+
+
+def sphere_mean(x: torch.Tensor, grid: SphereGrid) -> torch.Tensor:
+    r"""Area mean :math:`\frac{1}{4\pi}\int f\,d\Omega` over the last two axes of
+    ``(..., nlat, nlon)`` -> ``(...)``."""
+    w = grid.quadrature_weights.to(dtype=x.dtype, device=x.device) / 2.0
+    return (x.mean(dim=-1) * w).sum(dim=-1)
+
+
+class SphereEmbedding(nn.Module):
+    """Append the unit vector ``(x, y, z)`` of each grid point: ``(B, C, nlat, nlon) ->
+    (B, C + 3, nlat, nlon)``. Gives pointwise layers the latitude (Coriolis, insolation) at the
+    price of rotation equivariance."""
+
+    def __init__(self, grid_kind: str = "equiangular"):
+        super().__init__()
+        self.grid_kind = grid_kind
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = SphereGrid(x.shape[-2], x.shape[-1], self.grid_kind)
+        theta = grid.colatitudes.to(dtype=x.dtype, device=x.device)[:, None]
+        lam = torch.deg2rad(grid.longitudes_deg).to(dtype=x.dtype, device=x.device)[None, :]
+        xyz = torch.stack(
+            (theta.sin() * lam.cos(), theta.sin() * lam.sin(), theta.cos().expand_as(lam * theta))
+        )
+        return torch.cat((x, xyz[None].expand(x.shape[0], -1, -1, -1)), dim=1)
+
+
+class SphericalBatchNorm(nn.Module):
+    r"""Batch norm in the spectral sense (Esteves et al. 2023), computed in space by Parseval.
+
+    Only the degree-0 coefficient (the area mean) is centred; the scale is the RMS over the
+    sphere of the centred field, i.e. the square root of its total spectral power. Statistics are
+    per channel over the batch; running averages are used in eval mode. Higher degrees are never
+    shifted, so the layer commutes with rotations.
+    """
+
+    def __init__(
+        self,
+        channels: int,
+        grid_kind: str = "equiangular",
+        momentum: float = 0.1,
+        eps: float = 1e-5,
+        affine: bool = True,
+    ):
+        super().__init__()
+        self.grid_kind, self.momentum, self.eps = grid_kind, momentum, eps
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        if affine:
+            self.weight = nn.Parameter(torch.ones(channels))
+            self.bias = nn.Parameter(torch.zeros(channels))
+        else:
+            self.weight = self.bias = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        grid = SphereGrid(x.shape[-2], x.shape[-1], self.grid_kind)
+        if self.training:
+            mean = sphere_mean(x, grid).mean(0)  # (C,)
+            var = sphere_mean((x - mean[:, None, None]) ** 2, grid).mean(0)
+            with torch.no_grad():
+                self.running_mean.lerp_(mean.detach(), self.momentum)
+                self.running_var.lerp_(var.detach(), self.momentum)
+        else:
+            mean, var = self.running_mean, self.running_var
+        scale = torch.rsqrt(var + self.eps)
+        if self.weight is not None:
+            scale = scale * self.weight
+        y = (x - mean[:, None, None]) * scale[:, None, None]
+        return y if self.bias is None else y + self.bias[:, None, None]
