@@ -37,7 +37,8 @@ def _generate(args) -> None:
 
     recipe = load_recipe(args.recipe)
     for n, path in generate(recipe, args.output).items():
-        print(f"wrote {path} ({n}x{n})")
+        shape = n if isinstance(n, tuple) else (n, n)  # (nlat, nlon) on the sphere
+        print(f"wrote {path} ({shape[0]}x{shape[1]})")
 
 
 def _train(args) -> None:

@@ -133,7 +133,7 @@ def test_spherical_conv_gradients_match_finite_differences():
 SPHERE_MODELS = [
     ("SFNO", {"hidden_channels": 8, "n_layers": 2}),
     ("SFNO", {"hidden_channels": 8, "n_layers": 2, "operator": "isotropic"}),
-    ("SphericalCNN", {"hidden_channels": 8, "n_stages": 2, "anchors": 4}),
+    ("SphericalCNN", {"hidden_channels": 8, "n_levels": 2, "anchors": 4}),
 ]
 
 

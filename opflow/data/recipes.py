@@ -6,13 +6,17 @@ grid (coarser ones are that solution at the coarse grid points), so evaluating a
 several resolutions compares like with like. A fixed seed makes the output reproducible.
 
 The recipe's ``equation`` picks the kind: ``navier_stokes`` (:class:`NavierStokesRecipe`,
-periodic grids of ``n`` points) or ``darcy`` (:class:`DarcyRecipe`, grids of ``n`` points
-including both boundaries).
+periodic grids of ``n`` points), ``darcy`` (:class:`DarcyRecipe`, grids of ``n`` points
+including both boundaries) or ``shallow_water`` (:class:`ShallowWaterRecipe`, sphere grids of
+``[nlat, nlon]`` points).
 """
 
 from __future__ import annotations
 
 import dataclasses
+import multiprocessing
+import os
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Literal
 
@@ -26,9 +30,18 @@ import opflow
 from opflow.data.io import write_dataset
 from opflow.errors import ConfigError
 from opflow.schema import from_dict, load_yaml, to_dict
-from opflow.solvers import darcy, navier_stokes
+from opflow.solvers import darcy, navier_stokes, shallow_water
+from opflow.spectral.sphere import GRID_KINDS, SphereGrid
 
-__all__ = ["NavierStokesRecipe", "DarcyRecipe", "Recipe", "load_recipe", "generate", "output_paths"]
+__all__ = [
+    "NavierStokesRecipe",
+    "DarcyRecipe",
+    "ShallowWaterRecipe",
+    "Recipe",
+    "load_recipe",
+    "generate",
+    "output_paths",
+]
 
 
 @dataclasses.dataclass
@@ -109,8 +122,75 @@ class DarcyRecipe:
             )
 
 
-Recipe = NavierStokesRecipe | DarcyRecipe
-_RECIPES = {"navier_stokes": NavierStokesRecipe, "darcy": DarcyRecipe}
+@dataclasses.dataclass
+class ShallowWaterRecipe:
+    """Shallow-water trajectories on the rotating sphere (SFNO's setting, torch-harmonics' solver).
+
+    Solved on the finest of ``resolutions`` (``[nlat, nlon]`` pairs, grids of kind ``grid``) from
+    random initial states at Mach ``mach``, recorded every ``record_hours`` hours; every
+    resolution stores the same band-limited solution sampled on its grid. Sample ``i`` starts
+    from seed ``seed * 100000 + i``, so a sample does not depend on which worker made it.
+    ``workers``: processes (0 = one per core).
+    """
+
+    name: str
+    equation: Literal["shallow_water"]
+    resolutions: list[list[int]]
+    n_samples: int
+    grid: str = "equiangular"
+    record_hours: float = 1.0
+    n_records: int = 6
+    steps_per_hour: int = 24
+    mach: float = 0.2
+    seed: int = 0
+    dtype: Literal["float32", "float64"] = "float32"
+    workers: int = 0
+    description: str = ""
+
+    def validate(self) -> None:
+        pairs_ok = all(isinstance(r, list) and len(r) == 2 for r in self.resolutions)
+        if not self.resolutions or not pairs_ok:
+            raise ConfigError(
+                f"{self.name}: resolutions={self.resolutions}",
+                "a list of [nlat, nlon] pairs, e.g. [[33, 64], [65, 128]]",
+                "give each grid as [nlat, nlon]",
+            )
+        if self.grid not in GRID_KINDS:
+            raise ConfigError(
+                f"{self.name}: grid={self.grid!r}",
+                f"one of {list(GRID_KINDS)}",
+                "fix the recipe's grid",
+            )
+        if self.grid == "equiangular-no-poles":
+            raise ConfigError(
+                f"{self.name}: torch-harmonics' solver has no {self.grid!r} grid",
+                "equiangular, legendre-gauss or lobatto",
+                "solve on one of those",
+            )
+        if min(self.n_samples, self.n_records, self.steps_per_hour) < 1 or self.workers < 0:
+            raise ConfigError(
+                f"{self.name}: n_samples, n_records, steps_per_hour must be positive, workers >= 0",
+                "positive integers",
+                "fix the recipe",
+            )
+        for nlat, nlon in self.resolutions:
+            SphereGrid(nlat, nlon, self.grid)  # raises on a grid too small for its kind
+
+    @property
+    def grids(self) -> list[SphereGrid]:
+        """The stored grids, coarsest first."""
+        return sorted(
+            (SphereGrid(int(a), int(b), self.grid) for a, b in self.resolutions),
+            key=lambda g: (g.nlat, g.nlon),
+        )
+
+
+Recipe = NavierStokesRecipe | DarcyRecipe | ShallowWaterRecipe
+_RECIPES = {
+    "navier_stokes": NavierStokesRecipe,
+    "darcy": DarcyRecipe,
+    "shallow_water": ShallowWaterRecipe,
+}
 
 
 def load_recipe(path: str | Path) -> Recipe:
@@ -126,9 +206,15 @@ def load_recipe(path: str | Path) -> Recipe:
     return from_dict(_RECIPES[equation], data, where=Path(path).stem)
 
 
-def output_paths(recipe: Recipe, output: str | Path) -> dict[int, Path]:
-    """One path per resolution: ``output`` itself for one, ``stem_<n>.suffix`` for several."""
+def output_paths(recipe: Recipe, output: str | Path) -> dict:
+    """One path per resolution: ``output`` itself for one, ``stem_<n>.suffix`` for several
+    (keys ``n``; on the sphere ``(nlat, nlon)`` and ``stem_<nlat>x<nlon>.suffix``)."""
     output = Path(output)
+    if isinstance(recipe, ShallowWaterRecipe):
+        grids = [g.shape for g in recipe.grids]
+        if len(grids) == 1:
+            return {grids[0]: output}
+        return {g: output.with_name(f"{output.stem}_{g[0]}x{g[1]}{output.suffix}") for g in grids}
     resolutions = sorted(set(recipe.resolutions))
     if len(resolutions) == 1:
         return {resolutions[0]: output}
@@ -172,6 +258,8 @@ def generate(recipe: Recipe, output: str | Path, progress: bool = True) -> dict[
     """Run ``recipe`` and write its datasets; returns ``{resolution: path}``."""
     if isinstance(recipe, DarcyRecipe):
         return _generate_darcy(recipe, output, progress)
+    if isinstance(recipe, ShallowWaterRecipe):
+        return _generate_shallow_water(recipe, output, progress)
     return _generate_navier_stokes(recipe, output, progress)
 
 
@@ -270,4 +358,93 @@ def _generate_darcy(recipe: DarcyRecipe, output: str | Path, progress: bool) -> 
             np.ascontiguousarray(solution[sub], dtype=dtype),
         )
         write_dataset(ds, path)
+    return paths
+
+
+def _shallow_water_sample(recipe: ShallowWaterRecipe, index: int) -> list[np.ndarray]:
+    torch.set_num_threads(1)  # one process per core does the parallel work
+    grids = recipe.grids
+    fields = shallow_water.solve_sample(
+        recipe.seed * 100_000 + index,
+        grids[-1],
+        grids,
+        recipe.record_hours,
+        recipe.n_records,
+        recipe.steps_per_hour,
+        recipe.mach,
+    )
+    return [f.numpy().astype(recipe.dtype) for f in fields]
+
+
+def _shallow_water_dataset(recipe: ShallowWaterRecipe, grid: SphereGrid, fields: np.ndarray):
+    """``fields`` ``(sample, time, variable, lat, lon)`` -> CF-style dataset."""
+    dims = ("sample", "time", "lat", "lon")
+    data_vars = {
+        name: (dims, fields[:, :, i], {"units": units, "long_name": long_name})
+        for i, (name, (units, long_name)) in enumerate(shallow_water.VARIABLES.items())
+    }
+    hours = recipe.record_hours * np.arange(recipe.n_records + 1)
+    return xr.Dataset(
+        data_vars,
+        coords={
+            "sample": ("sample", np.arange(fields.shape[0]), {"long_name": "sample index"}),
+            "time": ("time", hours, {"units": "hours", "long_name": "time since initial state"}),
+            "lat": (
+                "lat",
+                grid.latitudes_deg.numpy(),
+                {"units": "degrees_north", "standard_name": "latitude"},
+            ),
+            "lon": (
+                "lon",
+                grid.longitudes_deg.numpy(),
+                {"units": "degrees_east", "standard_name": "longitude"},
+            ),
+        },
+        attrs={
+            "title": f"{recipe.name}: shallow-water equations on the rotating sphere",
+            "Conventions": "CF-1.8",
+            "source": shallow_water.SOLVER_VERSION,
+            "opflow_version": opflow.__version__,
+            "sphere_grid": grid.kind,
+            "solved_at_resolution": f"{recipe.grids[-1].nlat}x{recipe.grids[-1].nlon}",
+            "recipe": yaml.safe_dump(to_dict(recipe), sort_keys=True),
+        },
+    )
+
+
+def _generate_shallow_water(
+    recipe: ShallowWaterRecipe, output: str | Path, progress: bool
+) -> dict[tuple[int, int], Path]:
+    grids = recipe.grids
+    fields = [
+        np.empty((recipe.n_samples, recipe.n_records + 1, 3, *g.shape), dtype=recipe.dtype)
+        for g in grids
+    ]
+    workers = min(recipe.workers or os.cpu_count() or 1, recipe.n_samples)
+    finest = grids[-1]
+    bar = tqdm(
+        total=recipe.n_samples,
+        desc=f"{recipe.name} @ {finest.nlat}x{finest.nlon}",
+        disable=not progress,
+    )
+    indices = range(recipe.n_samples)
+    with bar:
+        if workers == 1:
+            samples = (_shallow_water_sample(recipe, i) for i in indices)
+            for i, sample in enumerate(samples):
+                for store, values in zip(fields, sample):
+                    store[i] = values
+                bar.update(1)
+        else:
+            # spawn: a forked child would inherit torch's thread pools in an undefined state
+            context = multiprocessing.get_context("spawn")
+            with ProcessPoolExecutor(workers, mp_context=context) as pool:
+                samples = pool.map(_shallow_water_sample, [recipe] * len(indices), indices)
+                for i, sample in enumerate(samples):
+                    for store, values in zip(fields, sample):
+                        store[i] = values
+                    bar.update(1)
+    paths = output_paths(recipe, output)
+    for grid, values in zip(grids, fields):
+        write_dataset(_shallow_water_dataset(recipe, grid, values), paths[grid.shape])
     return paths

@@ -16,7 +16,7 @@ spherical resampling).
 **SphericalCNN** (after Esteves et al., "Scaling Spherical CNNs", ICML 2023, spin-0 fields): an
 encoder–decoder of residual blocks of isotropic spectral convolutions with localized filters
 (weights at a few anchor degrees, interpolated across ``l``) and spectral batch norm; between
-stages, *spectral pooling* halves the band limit and the grid (a convolution whose synthesis
+levels, *spectral pooling* halves the band limit and the grid (a convolution whose synthesis
 targets the coarser grid), and the decoder comes back up the same way with skip connections.
 Every layer commutes with rotations of the sphere (with ``positional_embedding=None``).
 """
@@ -215,15 +215,15 @@ class SphericalCNN(nn.Module):
     ----------
     in_channels, out_channels : int
     lmax : int
-        Band limit of the finest stage; stage ``s`` keeps ``l < lmax // 2**s``.
+        Band limit of the finest level; level ``s`` keeps ``l < lmax // 2**s``.
     hidden_channels : int
-        Width of the finest stage; stage ``s`` has ``hidden_channels * 2**s``.
-    n_stages : int
+        Width of the finest level; level ``s`` has ``hidden_channels * 2**s``.
+    n_levels : int
         Resolution levels (1 = no pooling).
-    blocks_per_stage : int
-        Residual blocks per stage, on the way down and on the way up.
+    blocks_per_level : int
+        Residual blocks per level, on the way down and on the way up.
     anchors : int
-        Learned degrees per filter (localized filters), capped at each stage's band limit.
+        Learned degrees per filter (localized filters), capped at each level's band limit.
     grid : str
         Grid kind of inputs and outputs.
     positional_embedding : "xyz" or None
@@ -233,8 +233,8 @@ class SphericalCNN(nn.Module):
     Shapes
     ------
     ``forward(x, output_shape=None)``: ``(B, in_channels, nlat, nlon)`` ->
-    ``(B, out_channels, *output_shape)``. Stage grids are the input grid coarsened by 2 per
-    stage; the input grid must resolve ``lmax``.
+    ``(B, out_channels, *output_shape)``. Level grids are the input grid coarsened by 2 per
+    level; the input grid must resolve ``lmax``.
     """
 
     def __init__(
@@ -243,8 +243,8 @@ class SphericalCNN(nn.Module):
         out_channels: int,
         lmax: int,
         hidden_channels: int = 16,
-        n_stages: int = 2,
-        blocks_per_stage: int = 1,
+        n_levels: int = 2,
+        blocks_per_level: int = 1,
         anchors: int = 8,
         grid: str = "equiangular",
         positional_embedding: str | None = None,
@@ -252,19 +252,19 @@ class SphericalCNN(nn.Module):
         backend: str = "auto",
     ):
         super().__init__()
-        if n_stages < 1 or lmax // 2 ** (n_stages - 1) < 2:
+        if n_levels < 1 or lmax // 2 ** (n_levels - 1) < 2:
             raise ConfigError(
-                f"SphericalCNN with lmax={lmax} cannot have n_stages={n_stages}",
-                "lmax // 2**(n_stages - 1) >= 2",
-                "use fewer stages or a larger lmax",
+                f"SphericalCNN with lmax={lmax} cannot have n_levels={n_levels}",
+                "lmax // 2**(n_levels - 1) >= 2",
+                "use fewer levels or a larger lmax",
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.lmax = self.mmax = int(lmax)
-        self.grid, self.n_stages = grid, n_stages
+        self.grid, self.n_levels = grid, n_levels
         act = activation(non_linearity)
         self.positional_embedding = _embedding(positional_embedding, grid)
-        widths = [hidden_channels * 2**s for s in range(n_stages)]
-        limits = [self.lmax // 2**s for s in range(n_stages)]
+        widths = [hidden_channels * 2**s for s in range(n_levels)]
+        limits = [self.lmax // 2**s for s in range(n_levels)]
 
         def conv(c_in, c_out, band):
             return SphericalConv(
@@ -275,39 +275,39 @@ class SphericalCNN(nn.Module):
             return nn.Sequential(
                 *(
                     _ResidualBlock(widths[s], limits[s], anchors, grid, act, backend)
-                    for _ in range(blocks_per_stage)
+                    for _ in range(blocks_per_level)
                 )
             )
 
         lifting_in = in_channels + (3 if self.positional_embedding else 0)
         self.lifting = ChannelMLP(lifting_in, hidden_channels, 2 * hidden_channels)
-        self.down = nn.ModuleList(blocks(s) for s in range(n_stages))
+        self.down = nn.ModuleList(blocks(s) for s in range(n_levels))
         # spectral pooling: analysis at the coarser band limit, synthesis on the coarser grid
         self.pool = nn.ModuleList(
-            conv(widths[s], widths[s + 1], limits[s + 1]) for s in range(n_stages - 1)
+            conv(widths[s], widths[s + 1], limits[s + 1]) for s in range(n_levels - 1)
         )
         self.unpool = nn.ModuleList(
-            conv(widths[s + 1], widths[s], limits[s + 1]) for s in range(n_stages - 1)
+            conv(widths[s + 1], widths[s], limits[s + 1]) for s in range(n_levels - 1)
         )
-        self.up = nn.ModuleList(blocks(s) for s in range(n_stages - 1))
+        self.up = nn.ModuleList(blocks(s) for s in range(n_levels - 1))
         self.projection = ChannelMLP(hidden_channels, out_channels, 2 * hidden_channels)
         self.act = act
 
     def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
         grid = _check_input(self, x)
-        grids = [coarser_grid(grid, s) for s in range(self.n_stages)]
+        grids = [coarser_grid(grid, s) for s in range(self.n_levels)]
         for s, g in enumerate(grids):
-            check_band_limit(g, self.lmax // 2**s, self.lmax // 2**s, what=f"stage-{s}")
+            check_band_limit(g, self.lmax // 2**s, self.lmax // 2**s, what=f"level-{s}")
         if self.positional_embedding is not None:
             x = self.positional_embedding(x)
         x = self.lifting(x)
         skips = []
-        for s in range(self.n_stages):
+        for s in range(self.n_levels):
             x = self.down[s](x)
-            if s < self.n_stages - 1:
+            if s < self.n_levels - 1:
                 skips.append(x)
                 x = self.act(self.pool[s](x, output_shape=grids[s + 1]))
-        for s in range(self.n_stages - 2, -1, -1):
+        for s in range(self.n_levels - 2, -1, -1):
             x = skips[s] + self.act(self.unpool[s](x, output_shape=grids[s]))
             x = self.up[s](x)
         if output_shape is not None and tuple(output_shape) != grid.shape:
