@@ -1,0 +1,101 @@
+"""Spherical harmonic transform and spherical convolution speed: opflow vs torch-harmonics.
+
+Every row is measured in this one process, candidates interleaved repetition by repetition,
+reported as medians with the ratio torch-harmonics / opflow (> 1: opflow faster).
+
+    python benchmarks/sht.py [--reps 20] [--threads 2]
+
+Rows: forward SHT and inverse SHT of ``batch x channels`` fields (``RealSHT`` /
+``InverseRealSHT``, equiangular grid, torch-harmonics' default truncation lmax = (nlat+1)//2,
+mmax = lmax) for opflow's ``fft`` and ``gemm`` longitude paths; then the spherical convolution,
+forward + backward, against torch-harmonics' ``SpectralConvS2`` (a weight per degree l, complex
+in torch-harmonics, real in opflow's ``operator="isotropic"``; the same truncation).
+"""
+
+from __future__ import annotations
+
+import argparse
+import warnings
+
+import torch
+from spectral_conv import _fwd, _fwd_bwd, interleaved_medians
+
+from opflow.spectral.sphere import SphereGrid, SphericalConv, isht, sht
+
+SIZES = [(64, 128), (128, 256), (256, 512)]
+
+
+def _th_modules(nlat: int, nlon: int, lmax: int):
+    import torch_harmonics as th
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        forward = th.RealSHT(nlat, nlon, lmax, lmax, grid="equiangular")
+        inverse = th.InverseRealSHT(nlat, nlon, lmax, lmax, grid="equiangular")
+    return forward, inverse
+
+
+def transform_rows(batch: int, channels: int, reps: int) -> list[tuple[str, float, float]]:
+    rows = []
+    for nlat, nlon in SIZES:
+        grid = SphereGrid(nlat, nlon)
+        lmax = grid.max_degree
+        forward, inverse = _th_modules(nlat, nlon, lmax)
+        x = torch.randn(batch, channels, nlat, nlon)
+        coeffs = forward(x)
+        with torch.no_grad():
+            fns = {
+                "th fwd": lambda: forward(x),
+                "fft fwd": lambda: sht(x, grid, lmax, lmax, backend="fft"),
+                "gemm fwd": lambda: sht(x, grid, lmax, lmax, backend="gemm"),
+                "th inv": lambda: inverse(coeffs),
+                "fft inv": lambda: isht(coeffs, grid, backend="fft"),
+                "gemm inv": lambda: isht(coeffs, grid, backend="gemm"),
+            }
+            t = interleaved_medians(fns, reps)
+        for direction in ("fwd", "inv"):
+            ref = t[f"th {direction}"]
+            for backend in ("fft", "gemm"):
+                ours = t[f"{backend} {direction}"]
+                rows.append((f"SHT {direction} {nlat}x{nlon} [{backend}]", ref, ours))
+    return rows
+
+
+def conv_rows(batch: int, channels: int, reps: int) -> list[tuple[str, float, float]]:
+    from torch_harmonics import SpectralConvS2
+
+    rows = []
+    for nlat, nlon in SIZES[:2]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            theirs = SpectralConvS2((nlat, nlon), (nlat, nlon), channels, channels)
+        ours = SphericalConv(channels, channels, theirs.lmax, operator="isotropic")
+        x = torch.randn(batch, channels, nlat, nlon, requires_grad=True)
+        fns = {"th": _fwd_bwd(theirs, x), "opflow": _fwd_bwd(ours, x)}
+        t = interleaved_medians(fns, reps)
+        rows.append((f"SphericalConv fwd+bwd {nlat}x{nlon}", t["th"], t["opflow"]))
+        fns = {"th": _fwd(theirs, x), "opflow": _fwd(ours, x)}
+        t = interleaved_medians(fns, reps)
+        rows.append((f"SphericalConv fwd {nlat}x{nlon}", t["th"], t["opflow"]))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--reps", type=int, default=20)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--channels", type=int, default=16)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = transform_rows(args.batch, args.channels, args.reps)
+    rows += conv_rows(args.batch, args.channels, args.reps)
+    print(f"\nbatch {args.batch} x {args.channels} channels, {args.threads} threads, float32")
+    print("| case | torch-harmonics ms | opflow ms | th / opflow |")
+    print("|---|---|---|---|")
+    for name, ref, ours in rows:
+        print(f"| {name} | {1e3 * ref:.2f} | {1e3 * ours:.2f} | {ref / ours:.2f} |")
+
+
+if __name__ == "__main__":
+    main()
