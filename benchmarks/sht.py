@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import warnings
+from functools import partial
 
 import torch
 from spectral_conv import _fwd, _fwd_bwd, interleaved_medians
@@ -45,12 +46,12 @@ def transform_rows(batch: int, channels: int, reps: int) -> list[tuple[str, floa
         coeffs = forward(x)
         with torch.no_grad():
             fns = {
-                "th fwd": lambda: forward(x),
-                "fft fwd": lambda: sht(x, grid, lmax, lmax, backend="fft"),
-                "gemm fwd": lambda: sht(x, grid, lmax, lmax, backend="gemm"),
-                "th inv": lambda: inverse(coeffs),
-                "fft inv": lambda: isht(coeffs, grid, backend="fft"),
-                "gemm inv": lambda: isht(coeffs, grid, backend="gemm"),
+                "th fwd": partial(forward, x),
+                "fft fwd": partial(sht, x, grid, lmax, lmax, backend="fft"),
+                "gemm fwd": partial(sht, x, grid, lmax, lmax, backend="gemm"),
+                "th inv": partial(inverse, coeffs),
+                "fft inv": partial(isht, coeffs, grid, backend="fft"),
+                "gemm inv": partial(isht, coeffs, grid, backend="gemm"),
             }
             t = interleaved_medians(fns, reps)
         for direction in ("fwd", "inv"):
