@@ -52,7 +52,9 @@ def _train(args) -> None:
 def _evaluate(args) -> None:
     from opflow.evaluate import evaluate_run, format_table
 
-    results = evaluate_run(args.run_dir, args.data, split=args.split, out_dir=args.out)
+    results = evaluate_run(
+        args.run_dir, args.data, split=args.split, out_dir=args.out, climatology=args.climatology
+    )
     print(format_table(results))
     print(f"predictions, plots and results.json in {Path(results[0].predictions).parent}")
 
@@ -125,6 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", nargs="+", required=True, help="data files (any resolution)")
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/evaluation)")
+    p.add_argument("--climatology", default=None, help="sphere data: climatology file for the ACC")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("quickstart", help="generate NS data, train an FNO, evaluate at 2 grids")

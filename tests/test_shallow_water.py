@@ -15,6 +15,7 @@ import xarray as xr
 from opflow.data.recipes import generate, load_recipe
 from opflow.errors import ConfigError
 from opflow.evaluate import evaluate_run
+from opflow.evaluate.weather import lat_weighted_rmse
 from opflow.train import load_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -99,3 +100,12 @@ def test_spherical_models_train_from_config_and_evaluate_at_the_finer_grid(
     assert math.isfinite(fine.rel_l2) and fine.rel_l2 < 1.0
     # the same band-limited operator at twice the resolution: close to the training-grid error
     assert fine.rel_l2 < 1.5 * coarse.rel_l2
+    # on the sphere: WeatherBench-2 scores per variable and lead step, from the written predictions
+    assert set(fine.weather_scores) == {"geopotential_height", "vorticity", "divergence"}
+    with xr.open_dataset(fine.predictions) as ds:
+        expected = lat_weighted_rmse(
+            ds["vorticity"].astype("float64"), ds["vorticity_truth"].astype("float64")
+        )
+    np.testing.assert_allclose(
+        fine.weather_scores["vorticity"]["rmse"], expected.mean("pair").values, rtol=1e-6
+    )

@@ -3,7 +3,10 @@
 ``opflow evaluate RUN_DIR --data ns_64.nc ns_128.nc`` runs the run's best checkpoint on the test
 split of each file (the training config's split, so every resolution sees the same samples),
 prints relative L2 errors per resolution, writes the predictions as xarray files and plots
-prediction / truth / error and the error spectra.
+prediction / truth / error and the error spectra. On the sphere (spatial dims ``lat``/``lon`` or
+``latitude``/``longitude``) it also reports WeatherBench 2's latitude-weighted RMSE, and the
+anomaly correlation when a climatology file is given, per variable and lead step, and draws the
+fields as longitude–latitude maps.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from opflow.data.io import atomic_write_json, write_dataset
 from opflow.errors import ConfigError
 from opflow.evaluate.metrics import relative_l2_per_sample, spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
+from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
 from opflow.schema import from_dict
 from opflow.surrogate import Surrogate, load
 from opflow.train.losses import relative_h1_per_sample
@@ -37,6 +41,8 @@ class ResolutionResult:
     rel_h1: float
     predictions: str
     fields_plot: str
+    # on the sphere: {variable: {"rmse": [per lead step], "acc": [...] (with a climatology)}}
+    weather_scores: dict | None = None
 
 
 def evaluate_run(
@@ -47,11 +53,14 @@ def evaluate_run(
     checkpoint: str = "best",
     batch_size: int = 16,
     surrogate: Surrogate | None = None,
+    climatology: str | Path | None = None,
 ) -> list[ResolutionResult]:
     """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``.
 
     ``surrogate``: evaluate this one instead of the checkpoint's (e.g. the run's model with an
     evaluation option changed); the run still provides the data configuration.
+    ``climatology``: a file holding the output variables on each data file's ``lat``/``lon``
+    grid (interpolated to it otherwise), for the anomaly correlation on spherical data.
     """
     from opflow.train.checkpoint import load_checkpoint
 
@@ -81,13 +90,16 @@ def evaluate_run(
         )
         fields_path = out_dir / f"fields_{stem}.png"
         extent = _extent(data)
+        sphere = _is_sphere(data)
         plot_fields(
             pred[0, -1].numpy(),
             truth[0, -1].numpy(),
             fields_path,
             f"{label}: test pair 0, last output channel (rel. L2 {errors[0].item():.3g})",
             extent,
+            ("longitude (deg E)", "latitude (deg N)") if sphere else ("x", "y"),
         )
+        scores = _weather_scores(pred, truth, data, task, climatology) if sphere else None
         if len(data.grid.sizes) == 2:
             spectra[label] = spectral_error(pred, truth)
             for stage, partial in _stage_predictions(surrogate, dataset, batch_size):
@@ -102,6 +114,7 @@ def evaluate_run(
                 rel_h1=relative_h1_per_sample(pred, truth, base.periodic).mean().item(),
                 predictions=str(pred_path),
                 fields_plot=str(fields_path),
+                weather_scores=scores,
             )
         )
     if spectra:
@@ -133,6 +146,37 @@ def _stage_predictions(surrogate, dataset, batch_size: int):
     finally:
         if active > 1:
             model.active_stages = active
+
+
+def _is_sphere(data: FieldData) -> bool:
+    dims = data.grid.dims
+    return len(dims) == 2 and dims[0] in ("lat", "latitude") and dims[1] in ("lon", "longitude")
+
+
+def _weather_scores(pred, truth, data: FieldData, task, climatology) -> dict:
+    """Latitude-weighted RMSE (and ACC with a climatology) per output variable and lead step,
+    averaged over the test pairs."""
+    lat_dim, lon_dim = data.grid.dims
+    coords = data.grid.coords()
+    n_steps = pred.shape[1] // len(task.output_variables)
+    clim = None
+    if climatology is not None:
+        from opflow.data.io import open_dataset
+
+        clim = open_dataset(climatology).rename({lat_dim: "lat", lon_dim: "lon"})
+    scores = {}
+    for i, var in enumerate(task.output_variables):
+        dims = ("pair", "step", "lat", "lon")
+        grid = {"lat": coords[lat_dim], "lon": coords[lon_dim]}
+        block = slice(i * n_steps, (i + 1) * n_steps)
+        p = xr.DataArray(pred[:, block].double().numpy(), dims=dims, coords=grid)
+        t = xr.DataArray(truth[:, block].double().numpy(), dims=dims, coords=grid)
+        scores[var] = {"rmse": lat_weighted_rmse(p, t).mean("pair").values.tolist()}
+        if clim is not None:
+            c = clim[var].interp(lat=grid["lat"], lon=grid["lon"])
+            acc = anomaly_correlation(p, t, c).mean("pair").values.tolist()
+            scores[var]["acc"] = acc
+    return scores
 
 
 def _extent(data: FieldData):
@@ -181,4 +225,14 @@ def format_table(results: list[ResolutionResult], train_grid: list[int] | None =
             f"{Path(r.data).name:<40} {grid:>9} {r.n_pairs:>6} {r.rel_l2:>9.4f} "
             f"{r.rel_l2_std:>8.4f} {r.rel_h1:>9.4f}{mark}"
         )
+    for r in results:
+        if not r.weather_scores:
+            continue
+        grid = "x".join(map(str, r.grid))
+        for var, s in r.weather_scores.items():
+            rmse = ", ".join(f"{v:.4g}" for v in s["rmse"])
+            line = f"  {grid} {var}: lat-weighted RMSE per step [{rmse}]"
+            if "acc" in s:
+                line += " ACC [" + ", ".join(f"{v:.3f}" for v in s["acc"]) + "]"
+            lines.append(line)
     return "\n".join(lines)

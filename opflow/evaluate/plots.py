@@ -14,23 +14,37 @@ __all__ = ["plot_fields", "plot_error_spectra"]
 
 
 def plot_fields(
-    prediction: np.ndarray, truth: np.ndarray, path: Path, title: str, extent=None
+    prediction: np.ndarray,
+    truth: np.ndarray,
+    path: Path,
+    title: str,
+    extent=None,
+    axis_labels: tuple[str, str] = ("x", "y"),
 ) -> Path:
-    """Prediction | truth | error of one 2-D field, shared colour scale for the first two."""
+    """Prediction | truth | error of one 2-D field, shared colour scale for the first two.
+
+    Fields of both signs get a diverging scale centred on zero; one-signed fields (a mean
+    depth of 10 km, a temperature in kelvin) the truth's range, so their structure shows.
+    """
     error = prediction - truth
-    vmax = float(np.abs(truth).max()) or 1.0
+    lo, hi = float(truth.min()), float(truth.max())
+    if lo < 0 < hi or lo == hi:
+        vmax = max(abs(lo), abs(hi)) or 1.0
+        value_scale, value_cmap = (-vmax, vmax), "RdBu_r"
+    else:
+        value_scale, value_cmap = (lo, hi), "viridis"
     emax = float(np.abs(error).max()) or 1.0
     fig, axes = plt.subplots(1, 3, figsize=(12, 3.8), constrained_layout=True)
     panels = (
-        (prediction, "prediction", "RdBu_r", vmax),
-        (truth, "truth", "RdBu_r", vmax),
-        (error, "error", "PuOr_r", emax),
+        (prediction, "prediction", value_cmap, value_scale),
+        (truth, "truth", value_cmap, value_scale),
+        (error, "error", "PuOr_r", (-emax, emax)),
     )
-    for ax, (field, label, cmap, scale) in zip(axes, panels):
-        im = ax.imshow(field, origin="lower", cmap=cmap, vmin=-scale, vmax=scale, extent=extent)
+    for ax, (field, label, cmap, (vmin, vmax)) in zip(axes, panels):
+        im = ax.imshow(field, origin="lower", cmap=cmap, vmin=vmin, vmax=vmax, extent=extent)
         ax.set_title(label)
-        ax.set_xlabel("x")
-        ax.set_ylabel("y")
+        ax.set_xlabel(axis_labels[0])
+        ax.set_ylabel(axis_labels[1])
         fig.colorbar(im, ax=ax, shrink=0.85)
     fig.suptitle(title)
     fig.savefig(path, dpi=110)
