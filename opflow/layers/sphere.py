@@ -10,7 +10,7 @@ from torch import nn
 
 from opflow.spectral.sphere import SphereGrid
 
-__all__ = ["SphereEmbedding", "SphericalBatchNorm", "sphere_mean"]
+__all__ = ["SphereDisco", "SphereEmbedding", "SphericalBatchNorm", "sphere_mean"]
 
 
 def sphere_mean(x: torch.Tensor, grid: SphereGrid) -> torch.Tensor:
@@ -81,3 +81,64 @@ class SphericalBatchNorm(nn.Module):
             scale = scale * self.weight
         y = (x - mean[:, None, None]) * scale[:, None, None]
         return y if self.bias is None else y + self.bias[:, None, None]
+
+
+class SphereDisco(nn.Module):
+    r"""Local integral kernel on the sphere (DISCO), any grid, one set of weights.
+
+    :math:`(k \star x)(p) = \int_{|q - p| < r} \kappa(q; p)\, x(q)\, d\Omega(q)` with
+    :math:`\kappa = \sum_i \theta_i \psi_i` over torch-harmonics' piecewise-linear basis inside the
+    geodesic radius ``radius`` (radians), integrated with the grid's quadrature: torch-harmonics'
+    ``DiscreteContinuousConvS2`` computes it. That module is built for one grid; here the
+    learned :math:`\theta` (``weight``, ``(out, in, n_basis)``) lives on this module and a
+    torch-harmonics convolution is built (and cached) per input grid, so the same filter — with
+    the same physical radius — applies at every resolution.
+
+    Shapes: ``(B, in, nlat, nlon) -> (B, out, nlat, nlon)``.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        radius: float,
+        kernel_shape: int | tuple[int, int] = (3, 4),
+        grid_kind: str = "equiangular",
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.radius, self.kernel_shape, self.grid_kind = float(radius), kernel_shape, grid_kind
+        probe = self._build(9, 16)  # only for torch-harmonics' basis size and initialisation
+        self.weight = nn.Parameter(probe.weight.detach().clone())
+        self._convs: dict[tuple, nn.Module] = {}  # per grid; rebuilt, never saved
+
+    def _build(self, nlat: int, nlon: int) -> nn.Module:
+        from torch_harmonics import DiscreteContinuousConvS2
+
+        return DiscreteContinuousConvS2(
+            self.in_channels,
+            self.out_channels,
+            (nlat, nlon),
+            (nlat, nlon),
+            self.kernel_shape,
+            grid_in=self.grid_kind,
+            grid_out=self.grid_kind,
+            bias=False,
+            theta_cutoff=self.radius,
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
+        conv = self._convs.get(key)
+        if conv is None:
+            conv = self._build(x.shape[-2], x.shape[-1]).to(device=x.device, dtype=x.dtype)
+            self._convs[key] = conv
+        del conv.weight  # use this module's parameter (and its gradient), not the probe's
+        conv.weight = self.weight
+        return conv(x)
+
+    def extra_repr(self) -> str:
+        return (
+            f"{self.in_channels}, {self.out_channels}, radius={self.radius:.4g} rad, "
+            f"kernel_shape={self.kernel_shape}, grid={self.grid_kind!r}"
+        )

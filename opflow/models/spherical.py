@@ -11,7 +11,7 @@ of the planar one::
     x -> [xyz embedding] -> lifting MLP -> n_layers x FNOBlock(SphericalConv) -> projection
 
 (the same :class:`opflow.models.FNOBlock`; skips are moved between grids by band-limited
-spherical resampling).
+spherical resampling), optionally with a local integral (DISCO) branch in every block.
 
 **SphericalCNN** (after Esteves et al., "Scaling Spherical CNNs", ICML 2023, spin-0 fields): an
 encoder–decoder of residual blocks of isotropic spectral convolutions with localized filters
@@ -23,6 +23,7 @@ Every layer commutes with rotations of the sphere (with ``positional_embedding=N
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -31,7 +32,7 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers import ChannelMLP
-from opflow.layers.sphere import SphereEmbedding, SphericalBatchNorm
+from opflow.layers.sphere import SphereDisco, SphereEmbedding, SphericalBatchNorm
 from opflow.models.fno import FNOBlock, activation
 from opflow.models.registry import register
 from opflow.spectral.sphere import SphereGrid, SphericalConv, sphere_resample
@@ -83,6 +84,12 @@ class SFNO(nn.Module):
     lifting_channel_ratio, projection_channel_ratio, non_linearity, use_channel_mlp,
     channel_mlp_expansion, channel_mlp_skip, fno_skip
         As :class:`opflow.models.FNO`.
+    disco_radius : float, optional
+        Add a local integral (DISCO) branch to every block: torch-harmonics' piecewise-linear
+        filter of this geodesic radius (radians), the same filter on every grid
+        (:class:`opflow.layers.sphere.SphereDisco`).
+    disco_kernel_shape : int or (int, int)
+        Rings (and angular sectors) of the DISCO basis.
     backend : {"auto", "fft", "gemm"}
         Longitude transform of every layer.
 
@@ -110,12 +117,20 @@ class SFNO(nn.Module):
         channel_mlp_expansion: float = 0.5,
         channel_mlp_skip: str | None = "soft-gating",
         fno_skip: str | None = "linear",
+        disco_radius: float | None = None,
+        disco_kernel_shape: int | tuple[int, int] = (3, 4),
         backend: str = "auto",
     ):
         super().__init__()
         self.in_channels, self.out_channels = in_channels, out_channels
         self.lmax = int(lmax)
         self.mmax = self.lmax if mmax is None else int(mmax)
+        if disco_radius is not None and not 0 < disco_radius < math.pi:
+            raise ConfigError(
+                f"disco_radius={disco_radius}",
+                "a geodesic radius in radians, 0 < r < pi",
+                "e.g. 0.2 (about 1300 km on the Earth)",
+            )
         self.grid, self.n_layers = grid, n_layers
         act = activation(non_linearity)
         self.positional_embedding = _embedding(positional_embedding, grid)
@@ -150,6 +165,11 @@ class SFNO(nn.Module):
             )
             for _ in range(n_layers)
         )
+        if disco_radius is not None:
+            for block in self.blocks:
+                block.local = SphereDisco(
+                    hidden_channels, hidden_channels, disco_radius, disco_kernel_shape, grid
+                )
         self.projection = ChannelMLP(
             hidden_channels,
             out_channels,
