@@ -84,9 +84,17 @@ def _build_model(config: Config, task: Task) -> torch.nn.Module:
     return build_model(config.model.name, **args)
 
 
-def _optimizer(config: Config, model: torch.nn.Module) -> torch.optim.Optimizer:
-    """Adam(W) over the parameters that train now (a staged model freezes the others)."""
-    optim_cls = torch.optim.AdamW if config.optimizer.name == "adamw" else torch.optim.Adam
+def _optimizer(config: Config, model: torch.nn.Module, stage: int = 0) -> torch.optim.Optimizer:
+    """Adam(W) over the parameters that train now (a staged model freezes the others).
+
+    Later stages of a staged model always decay their weights decoupled (AdamW): a stage that
+    learns a residual starts from gradients ~100x smaller than a first stage's (the easy part
+    of the target is gone), below Adam's coupled ``weight_decay * w``, and the coupled decay
+    then shrinks every weight by ~lr per step until the stage outputs zero (measured on NS
+    1e-4: inner weights 0.115 -> 0.036 in one epoch, stage 2 never learned).
+    """
+    decoupled = config.optimizer.name == "adamw" or stage > 0
+    optim_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     params = [p for p in model.parameters() if p.requires_grad]
     return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
@@ -110,6 +118,27 @@ def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int) -
     scale = math.sqrt(total / max(count, 1))
     model.set_residual_scale(stage, scale)
     print(f"stage {stage + 1}: learns a residual of RMS {scale:.4g} (normalised units)", flush=True)
+
+
+def _residual_loss(surrogate: Surrogate, loss_fn, z, pred, y) -> torch.Tensor:
+    """The loss of a later stage on the residual it learns: ``loss(pred - prev, y - prev)``
+    with ``prev`` the frozen earlier stages' prediction (SpecBoost's per-stage target).
+
+    For relative losses this divides by the residual's norm instead of the target's: on the
+    total's relative error a stage that corrects a 9% residual sees gradients ~10x smaller
+    than its first stage did, Adam's coupled weight decay outweighs them, and the stage decays
+    to a zero output without learning (measured on NS 1e-4: stage 2's output RMS 0.003, its
+    correlation with the residual 0.03).
+    """
+    model, task = surrogate.model, surrogate.task
+    active = model.active_stages
+    with torch.no_grad():
+        model.active_stages = active - 1
+        prev = surrogate.normalizer.decode(
+            surrogate.forward_normalized(z), task.output_variables, task.t_out
+        )
+        model.active_stages = active
+    return loss_fn(pred - prev, y - prev)
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
@@ -204,7 +233,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     stage = min(start_epoch // stage_epochs, n_stages - 1)
     if n_stages > 1:
         model.set_stage(stage)
-    optimizer = _optimizer(config, model)
+    optimizer = _optimizer(config, model, stage)
     if resume:
         same_stage = n_stages == 1 or meta["epoch"] // stage_epochs == stage
         # a checkpoint from the end of the previous stage holds that stage's optimizer
@@ -228,7 +257,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
             stage = epoch // stage_epochs
             model.set_stage(stage)
             _begin_stage(surrogate, stage, train_set, tcfg.batch_size)
-            optimizer = _optimizer(config, model)
+            optimizer = _optimizer(config, model, stage)
             print(f"stage {stage + 1}/{n_stages}", flush=True)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
         model.train()
@@ -247,8 +276,9 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
                 surrogate.forward_normalized(z), task.output_variables, task.t_out
             )
             loss = loss_fn(pred, y)
+            objective = loss if stage == 0 else _residual_loss(surrogate, loss_fn, z, pred, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
+            objective.backward()
             optimizer.step()
             running += loss.item()
             bar.set_postfix(loss=f"{running / (i + 1):.4f}")
