@@ -26,7 +26,7 @@ from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
 from opflow.schema import from_dict
 from opflow.surrogate import Surrogate, load
-from opflow.train.losses import relative_h1_per_sample
+from opflow.train.losses import per_variable, relative_h1_per_sample
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
 
@@ -81,7 +81,8 @@ def evaluate_run(
             data.check_resolution(tuple(surrogate.model.n_modes))
         dataset = data.dataset(split)
         pred, truth = _predict(surrogate, dataset, batch_size)
-        errors = relative_l2_per_sample(pred, truth)
+        n_vars = len(task.output_variables)
+        errors = per_variable(relative_l2_per_sample, n_vars)(pred, truth)
         label = "x".join(str(n) for n in data.grid.sizes)
         stem = f"{Path(path).stem}"
         pred_path = write_dataset(
@@ -111,7 +112,11 @@ def evaluate_run(
                 n_pairs=len(dataset),
                 rel_l2=errors.mean().item(),
                 rel_l2_std=errors.std().item() if len(errors) > 1 else 0.0,
-                rel_h1=relative_h1_per_sample(pred, truth, base.periodic).mean().item(),
+                rel_h1=per_variable(
+                    lambda p, t: relative_h1_per_sample(p, t, base.periodic), n_vars
+                )(pred, truth)
+                .mean()
+                .item(),
                 predictions=str(pred_path),
                 fields_plot=str(fields_path),
                 weather_scores=scores,

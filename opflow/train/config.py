@@ -40,7 +40,8 @@ class ModelConfig:
 class LossConfig:
     """``relative_lp``: mean over samples of ||e||_p / ||y||_p; ``h1``: the same in the H1 norm
     (derivatives by FFT when ``data.periodic``, else by finite differences; see
-    :mod:`opflow.train.losses`)."""
+    :mod:`opflow.train.losses`). With several output variables, each variable's error is
+    taken on its own and the errors averaged (:func:`opflow.train.losses.per_variable`)."""
 
     kind: Literal["relative_lp", "h1"] = "relative_lp"
     p: int = 2

@@ -23,6 +23,7 @@ __all__ = [
     "relative_h1_per_sample",
     "h1_norm_squared",
     "make_loss",
+    "per_variable",
 ]
 
 
@@ -65,6 +66,25 @@ def relative_h1_per_sample(
 def relative_h1(pred: torch.Tensor, target: torch.Tensor, periodic: bool = True) -> torch.Tensor:
     """Mean over the batch of the relative error in the H1 norm."""
     return relative_h1_per_sample(pred, target, periodic).mean()
+
+
+def per_variable(metric, n_variables: int):
+    """``metric(pred, target)`` on each variable's block of channels (variable-major, as the
+    data layer stacks them), averaged over the variables.
+
+    Relative errors pooled over variables are ruled by the one with the largest values: on
+    shallow water a 10 km mean depth drowns vorticity of 1e-5 / s, and a model trained on the
+    pooled loss learnt persistence (loss 0.0031 from the first epoch on). One variable: the
+    metric itself.
+    """
+    if n_variables == 1:
+        return metric
+
+    def averaged(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        pairs = zip(pred.chunk(n_variables, dim=1), target.chunk(n_variables, dim=1))
+        return sum(metric(p, t) for p, t in pairs) / n_variables
+
+    return averaged
 
 
 def make_loss(kind: str, p: int = 2, periodic: bool = True):

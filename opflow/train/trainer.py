@@ -35,7 +35,7 @@ from opflow.schema import to_dict
 from opflow.surrogate import Surrogate, Task
 from opflow.train import checkpoint
 from opflow.train.config import Config, config_from_dict
-from opflow.train.losses import make_loss, relative_lp
+from opflow.train.losses import make_loss, per_variable, relative_lp
 
 __all__ = ["train", "surrogate_from_checkpoint", "learning_rate"]
 
@@ -148,13 +148,14 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
 
 
 def evaluate_split(surrogate: Surrogate, dataset, batch_size: int) -> float:
-    """Mean relative L2 error (physical units) over a dataset."""
+    """Mean relative L2 error (physical units) over a dataset, averaged over variables."""
+    metric = per_variable(relative_lp, len(surrogate.task.output_variables))
     total, count = 0.0, 0
     with torch.no_grad():
         for indices in torch.arange(len(dataset)).split(batch_size):
             x, y = dataset.batch(indices)
             pred = surrogate.predict(x)
-            total += relative_lp(pred, y).item() * len(indices)
+            total += metric(pred, y).item() * len(indices)
             count += len(indices)
     return total / max(1, count)
 
@@ -222,7 +223,10 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
             f"use training.epochs={n_stages * max(1, round(tcfg.epochs / n_stages))}",
         )
     stage_epochs = tcfg.epochs // n_stages
-    loss_fn = make_loss(config.loss.kind, config.loss.p, config.data.periodic)
+    loss_fn = per_variable(
+        make_loss(config.loss.kind, config.loss.p, config.data.periodic),
+        len(task.output_variables),
+    )
     surrogate = Surrogate(model, normalizer, task, data.grid)
 
     start_epoch, best = 0, math.inf
