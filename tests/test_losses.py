@@ -64,3 +64,19 @@ def test_periodic_fft_h1_would_misread_non_periodic_data():
         u = x[None, None, None, :].expand(1, 1, n, n).clone()
         assert abs(h1_norm_squared(u, periodic=False).item() - 4 / 3) < 0.01
         assert h1_norm_squared(u, periodic=True).item() > n  # grows like 1.4 n
+
+
+def test_per_variable_averages_each_variables_own_relative_error():
+    from opflow.train.losses import per_variable, relative_lp
+
+    torch.manual_seed(0)
+    depth = 1e4 + torch.randn(3, 2, 8, 8)  # metres: two time steps of one variable
+    vorticity = 1e-5 * torch.randn(3, 2, 8, 8)  # 1 / s
+    target = torch.cat((depth, vorticity), dim=1)
+    pred = target.clone()
+    pred[:, 2:] = 0.0  # vorticity entirely wrong: its relative error is 1
+    pooled = relative_lp(pred, target).item()
+    assert pooled < 1e-8  # pooled, the depth hides the vorticity error completely
+    averaged = per_variable(relative_lp, 2)(pred, target).item()
+    assert abs(averaged - 0.5) < 1e-6  # (0 for depth + 1 for vorticity) / 2
+    assert per_variable(relative_lp, 1) is relative_lp
