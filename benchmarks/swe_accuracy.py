@@ -67,7 +67,8 @@ def evaluate(run_dir: Path | None, path: Path) -> dict[str, float]:
     state = truth.isel(time=[0])
     if run_dir is None:
         steps = [state.isel(time=0, drop=True)] * max(HOURS)
-        prediction = xr.concat(steps, dim="time").assign_coords(time=truth["time"][1:])
+        prediction = xr.concat(steps, dim="time")
+        prediction = prediction.assign_coords(time=truth["time"].values[1 : max(HOURS) + 1])
         return _scores(prediction, truth)
     surrogate = opflow.load(run_dir)
     prediction = surrogate.rollout(state, steps=max(HOURS))
