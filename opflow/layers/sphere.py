@@ -33,8 +33,9 @@ class SphereEmbedding(nn.Module):
         grid = SphereGrid(x.shape[-2], x.shape[-1], self.grid_kind)
         theta = grid.colatitudes.to(dtype=x.dtype, device=x.device)[:, None]
         lam = torch.deg2rad(grid.longitudes_deg).to(dtype=x.dtype, device=x.device)[None, :]
+        shape = (grid.nlat, grid.nlon)
         xyz = torch.stack(
-            (theta.sin() * lam.cos(), theta.sin() * lam.sin(), theta.cos().expand_as(lam * theta))
+            (theta.sin() * lam.cos(), theta.sin() * lam.sin(), theta.cos().expand(shape))
         )
         return torch.cat((x, xyz[None].expand(x.shape[0], -1, -1, -1)), dim=1)
 
