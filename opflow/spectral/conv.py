@@ -22,7 +22,7 @@ from opflow.errors import ShapeError
 from opflow.spectral import backends
 from opflow.spectral.fourier import check_grid, n_kept
 
-__all__ = ["SpectralConv", "mix_modes", "fourier_resample"]
+__all__ = ["SpectralConv", "mix_modes", "fourier_resample", "zero_mode_index"]
 
 
 def _as_modes(n_modes: int | Sequence[int]) -> tuple[int, ...]:
@@ -31,8 +31,25 @@ def _as_modes(n_modes: int | Sequence[int]) -> tuple[int, ...]:
 
 def _block_weight(weight: torch.Tensor) -> torch.Tensor:
     """``(M, Ci, Co, 2)`` -> real block ``[[Wr, Wi], [-Wi, Wr]]`` ``(M, 2Ci, 2Co)``."""
+    m, ci, co, _ = weight.shape
     w_re, w_im = weight[..., 0], weight[..., 1]
-    return torch.cat((torch.cat((w_re, w_im), dim=2), torch.cat((-w_im, w_re), dim=2)), dim=1)
+    # four strided copies into one buffer: concatenations would pass over the data twice
+    block = weight.new_empty(m, 2, ci, 2, co)
+    block[:, 0, :, 0] = w_re
+    block[:, 0, :, 1] = w_im
+    torch.neg(w_im, out=block[:, 1, :, 0])
+    block[:, 1, :, 1] = w_re
+    return block.view(m, 2 * ci, 2 * co)
+
+
+def zero_mode_index(n_modes: Sequence[int]) -> int:
+    """Position of the wavenumber ``k = 0`` among the kept modes (flattened storage order)."""
+    d = len(n_modes)
+    index = 0
+    for a, m in enumerate(n_modes):
+        half = a == d - 1
+        index = index * n_kept(m, half=half) + (0 if half else m // 2)
+    return index
 
 
 class _MixModes(torch.autograd.Function):
@@ -172,14 +189,14 @@ class SpectralConv(nn.Module):
         weight = self.weight.reshape(-1, *self.weight.shape[-3:])
         if hasattr(backend, "spectral_conv"):  # the backend keeps the spectrum in its layout
             y = backend.spectral_conv(x, weight, self.n_modes, out_shape)
-        else:
-            spec = mix_modes(backend.analyze(x, self.n_modes), weight)
-            y = backend.synthesize(spec, self.n_modes, self.out_channels, out_shape)
+            return y if self.bias is None else y.add_(self.bias)
+        spec = mix_modes(backend.analyze(x, self.n_modes), weight)
         if self.bias is not None:
-            # in place: the synthesis output is fresh and unsaved, and a second full-size
-            # temporary costs as much as the transform's last GEMM here
-            y = y.add_(self.bias)
-        return y
+            # A constant field is its k = 0 coefficient (forward normalisation), so the bias
+            # is added to the small spectrum: no pass over the full-size output, forward or
+            # backward, and the same constant on every output grid.
+            spec[zero_mode_index(self.n_modes), :, : self.out_channels] += self.bias.view(-1)
+        return backend.synthesize(spec, self.n_modes, self.out_channels, out_shape)
 
     def extra_repr(self) -> str:
         return (
