@@ -157,9 +157,11 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|---|")
     for key, r in rows.items():
         setting, name = key.split(" ", 1)
+        # a tagged row ("... [tag]") is compared with the FNO rows of the same tag
+        tag = name[name.index(" [") :] if name.endswith("]") else ""
         changes = []
         for reference in ("FNO", "FNO, 2x epochs"):
-            ref = rows.get(f"{setting} {reference}")
+            ref = rows.get(f"{setting} {reference}{tag}")
             changes.append(f"{100 * (r['rel_l2'] / ref['rel_l2'] - 1):+.0f}%" if ref else "")
         zero_shot = f"{r['rel_l2_2x']:.4f}"
         if "rel_l2_2x_local_grid" in r:
