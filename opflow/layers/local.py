@@ -393,13 +393,13 @@ class LocalBranches(nn.ModuleList):
             transfer = transfer_on_grid(transfer, stencil_grid, grid_shape)
         dims = tuple(range(2, x.ndim))
         x_hat = torch.fft.rfftn(x, dim=dims)
-        # per-wavenumber channel mixing, the spectral core's (one real batched matmul)
-        modes = torch.cat((x_hat.real, x_hat.imag), dim=1).flatten(2).permute(2, 0, 1)
-        weight = torch.stack((transfer.real, transfer.imag), dim=-1).flatten(2, -2)
-        mixed = mix_modes(modes.contiguous(), weight.permute(2, 1, 0, 3).contiguous())
-        n_out = transfer.shape[0]
-        mixed = mixed.permute(1, 2, 0)  # (B, 2 out, W)
-        y_hat = torch.complex(mixed[:, :n_out], mixed[:, n_out:]).reshape(
-            x.shape[0], n_out, *x_hat.shape[2:]
-        )
+        batch, n_in, n_out = x.shape[0], x.shape[1], transfer.shape[0]
+        # per-wavenumber channel mixing, the spectral core's (one real batched matmul), in its
+        # layout: spectrum (W, B, [re | im] x in), weight (W, in, out, 2); one copy each
+        modes = torch.view_as_real(x_hat).flatten(2, -2)  # (B, in, W, 2)
+        modes = modes.permute(2, 0, 3, 1).reshape(-1, batch, 2 * n_in)
+        weight = torch.view_as_real(transfer).flatten(2, -2).permute(2, 1, 0, 3).contiguous()
+        mixed = mix_modes(modes, weight)  # (W, B, [re | im] x out)
+        mixed = mixed.view(-1, batch, 2, n_out).permute(1, 3, 0, 2).contiguous()
+        y_hat = torch.view_as_complex(mixed).view(batch, n_out, *x_hat.shape[2:])
         return torch.fft.irfftn(y_hat, s=grid_shape, dim=dims)
