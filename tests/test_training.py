@@ -219,6 +219,35 @@ def test_checkpoints_hold_tensors_only_and_restore_exactly(tmp_path):
         checkpoint.restore({"model.lin.weight": model.lin.weight}, meta, _WithExtraState())
 
 
+class _Tied(torch.nn.Module):
+    """One weight registered under two names (as neuraloperator's LocalNO does) and a
+    second, different view of another parameter's storage."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(3, 3)
+        self.again = torch.nn.Linear(3, 3)
+        self.again.weight = self.lin.weight
+        self.register_buffer("first_row", self.lin.bias.detach()[:1])
+
+
+def test_tied_weights_are_stored_once_and_restored_to_both_names(tmp_path):
+    from opflow.train import checkpoint
+
+    torch.manual_seed(0)
+    model = _Tied()
+    checkpoint.save_checkpoint(tmp_path, ["last"], 0, model, None, {})
+    tensors, meta = checkpoint.load_checkpoint(tmp_path, "last")
+    assert "model.again.weight" not in tensors
+    assert meta["tied"] == {"again.weight": "lin.weight"}
+    torch.manual_seed(1)
+    fresh = _Tied()
+    checkpoint.restore(tensors, meta, fresh)
+    for name, value in model.state_dict().items():
+        assert torch.equal(fresh.state_dict()[name], value), name
+    assert fresh.again.weight is fresh.lin.weight  # still tied
+
+
 def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_files, tmp_path):
     from opflow.evaluate import evaluate_run, spectral_error
     from opflow.train.trainer import surrogate_from_checkpoint

@@ -55,14 +55,9 @@ def save_checkpoint(
 ) -> Path:
     """Write epoch ``epoch``'s checkpoint and point each of ``tags`` (e.g. last, best) at it."""
     folder = Path(run_dir) / "checkpoints"
-    # tensors only: non-tensor "extra state" (e.g. a wrapped model's constructor metadata) is
-    # rebuilt from the config, never serialised
-    tensors = {
-        f"model.{k}": v.detach().cpu().contiguous()
-        for k, v in model.state_dict().items()
-        if torch.is_tensor(v)
-    }
-    meta = dict(meta, epoch=epoch)
+    model_tensors, tied = _model_tensors(model)
+    tensors = {f"model.{k}": v for k, v in model_tensors.items()}
+    meta = dict(meta, epoch=epoch, tied=tied)
     if optimizer is not None:
         optim, groups = optimizer_tensors(optimizer)
         tensors.update(optim)
@@ -78,6 +73,36 @@ def save_checkpoint(
         )
     _remove_unreferenced(folder)
     return path
+
+
+def _model_tensors(model: torch.nn.Module) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """The model's state tensors, each stored once: ``(tensors, tied)``.
+
+    Tensors only: non-tensor "extra state" (e.g. a wrapped model's constructor metadata) is
+    rebuilt from the config, never serialised. A tensor that appears under several names (tied
+    weights, e.g. neuraloperator's LocalNO registers each differential kernel's weight twice)
+    is stored under its first name and ``tied`` maps every other name to it; safetensors
+    refuses tensors that share memory.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+    tied: dict[str, str] = {}
+    first_name: dict[tuple, str] = {}
+    storages: set[int] = set()
+    for name, value in model.state_dict().items():
+        if not torch.is_tensor(value):
+            continue
+        value = value.detach()
+        storage = value.untyped_storage().data_ptr()
+        view = (storage, value.storage_offset(), tuple(value.shape), value.stride(), value.dtype)
+        if view in first_name:
+            tied[name] = first_name[view]
+            continue
+        first_name[view] = name
+        # another view into a storage already stored (not the same tensor): an own copy
+        value = value.clone() if storage in storages else value
+        storages.add(storage)
+        tensors[name] = value.cpu().contiguous()
+    return tensors, tied
 
 
 def _remove_unreferenced(folder: Path) -> None:
@@ -150,6 +175,9 @@ def restore(
 ) -> None:
     """Load model (and optionally optimizer and torch RNG) state from a checkpoint."""
     saved = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
+    for name, stored_as in meta.get("tied", {}).items():
+        if stored_as in saved:
+            saved.setdefault(name, saved[stored_as])
     state = model.state_dict()
     expected = {k for k, v in state.items() if torch.is_tensor(v)}
     missing, unexpected = sorted(expected - saved.keys()), sorted(saved.keys() - expected)
