@@ -148,6 +148,24 @@ class DifferentialConv(nn.Module):
             spacing = grid_spacing(grid_shape, self.boundary, self.domain_length)
         return self.stencil() / (sum(spacing) / len(spacing))
 
+    def coefficients(self) -> torch.Tensor:
+        """The learned weights as coefficients of :meth:`basis`: ``(out, in, k**n_dim)``."""
+        return self.weight.flatten(2)
+
+    def basis(
+        self, grid_shape: Sequence[int], spacing: Sequence[float] | None = None
+    ) -> torch.Tensor:
+        """The kernel's fixed basis on this grid, float64 ``(k**n_dim, k, ..., k)``:
+        ``(e_j - e_c) / h`` for every stencil point ``j`` (centre ``c``), so that
+        ``kernel = Σ_j coefficients[..., j] basis[j]``."""
+        if spacing is None:
+            spacing = grid_spacing(grid_shape, self.boundary, self.domain_length)
+        points = self.kernel_size**self.n_dim
+        basis = torch.eye(points, dtype=torch.float64)
+        basis[:, points // 2] -= 1.0  # the centre is the middle point of the flattened stencil
+        h = sum(spacing) / len(spacing)
+        return (basis / h).view(points, *([self.kernel_size] * self.n_dim))
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
@@ -272,6 +290,17 @@ class LocalIntegralConv(nn.Module):
         basis = self._basis_for(spacing, self.weight if like is None else like)  # (L, ky, kx)
         return torch.einsum("oil,lyx->oiyx", self.weight, basis)
 
+    def coefficients(self) -> torch.Tensor:
+        """The learned weights ``θ`` as coefficients of :meth:`basis`: ``(out, in, L)``."""
+        return self.weight
+
+    def basis(
+        self, grid_shape: Sequence[int], spacing: Sequence[float] | None = None
+    ) -> torch.Tensor:
+        """The fixed basis ``ψ_l`` on this grid, float64 ``(L, ky, kx)`` (:func:`disco_basis`)."""
+        spacing = tuple(spacing or grid_spacing(grid_shape, self.boundary, self.domain_length))
+        return disco_basis(self.radius, spacing, self.n_rings, self.n_angles)
+
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, radius={self.radius}, "
@@ -334,9 +363,18 @@ def transfer_on_grid(
 class LocalBranches(nn.ModuleList):
     """The sum of a block's local branches, ``(B, in, *s) -> (B, out, *s)``.
 
-    With every branch periodic the sum is applied as one Fourier multiplier
-    (:func:`periodic_transfer`; one ``rfftn``, one per-wavenumber channel mixing, one
-    ``irfftn``); otherwise each branch runs as a padded convolution and the outputs are added.
+    With every branch periodic the sum is applied as one Fourier multiplier: each branch's
+    kernel is a linear combination of fixed stencils, ``k_b = Σ_l θ_{b,l} ψ_{b,l}``
+    (``coefficients()``, ``basis(grid)``), so the multiplier is
+
+    .. math::
+
+        T(\\xi) = \\sum_{b,l} \\theta_{b,l} \\, \\hat\\psi_{b,l}(\\xi),
+
+    one small matmul against the basis multipliers ``ψ̂`` (:func:`periodic_transfer` of each
+    basis stencil, computed once per grid and cached), then one ``rfftn``, one per-wavenumber
+    channel mixing and one ``irfftn``. Otherwise each branch runs as a padded convolution and
+    the outputs are added.
 
     ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
     and apply their multiplier on any other grid through :func:`transfer_on_grid`, band
@@ -356,6 +394,28 @@ class LocalBranches(nn.ModuleList):
                 "set local_grid: null, or boundary: periodic",
             )
         self.reference_grid = None if reference_grid is None else tuple(reference_grid)
+        self._basis_multipliers: dict[tuple, torch.Tensor] = {}
+
+    def basis_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+        """The branches' basis stencils as multipliers on ``grid_shape``: real
+        ``(W, 2, L)`` (``W`` the ``rfftn`` wavenumbers, real and imaginary parts, ``L`` the
+        basis functions of all branches in order), in ``like``'s dtype and device."""
+        key = (grid_shape, self.reference_grid, like.dtype, like.device)
+        if key not in self._basis_multipliers:
+            stencil_grid = self.reference_grid or grid_shape
+            bases = [branch.basis(stencil_grid) for branch in self]
+            # centre every stencil in the largest one
+            size = [max(b.shape[1 + a] for b in bases) for a in range(len(grid_shape))]
+            widths = [[(size[a] - b.shape[1 + a]) // 2 for a in reversed(range(len(size)))]
+                      for b in bases]  # fmt: skip
+            stencils = torch.cat([F.pad(b, [w for w in ws for _ in (0, 1)])
+                                  for b, ws in zip(bases, widths)])  # fmt: skip
+            transfer = periodic_transfer(stencils[:, None], stencil_grid)  # (L, 1, *W) complex
+            if stencil_grid != grid_shape:
+                transfer = transfer_on_grid(transfer, stencil_grid, grid_shape)
+            multipliers = torch.view_as_real(transfer.flatten(1)).permute(1, 2, 0)
+            self._basis_multipliers[key] = multipliers.to(like.dtype).to(like.device)
+        return self._basis_multipliers[key]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_shape = tuple(x.shape[2:])
@@ -373,32 +433,19 @@ class LocalBranches(nn.ModuleList):
                 f"a {len(self.reference_grid)}-D grid like the reference {self.reference_grid}",
                 "check the number of spatial dims",
             )
-        stencil_grid = self.reference_grid or grid_shape
-        # add the stencils (centred, zero-padded to the largest) and transform once
-        kernels = [branch.kernel(stencil_grid, like=x) for branch in self]
-        size = [max(k.shape[2 + a] for k in kernels) for a in range(len(grid_shape))]
-        kernel = sum(
-            F.pad(
-                k,
-                [
-                    (size[a] - k.shape[2 + a]) // 2
-                    for a in reversed(range(len(size)))
-                    for _ in (0, 1)
-                ],
-            )
-            for k in kernels
-        )
-        transfer = periodic_transfer(kernel, stencil_grid)
-        if stencil_grid != grid_shape:
-            transfer = transfer_on_grid(transfer, stencil_grid, grid_shape)
+        basis = self.basis_multipliers(grid_shape, x)  # (W, 2, L)
+        coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
+        n_out, n_in, n_basis = coefficients.shape
+        # T = Σ_l θ_l ψ̂_l, straight into the mixing's weight layout (W, in, out, [re, im])
+        transfer = basis.reshape(-1, n_basis) @ coefficients.permute(2, 1, 0).reshape(n_basis, -1)
+        weight = transfer.view(-1, 2, n_in, n_out).permute(0, 2, 3, 1)
         dims = tuple(range(2, x.ndim))
         x_hat = torch.fft.rfftn(x, dim=dims)
-        batch, n_in, n_out = x.shape[0], x.shape[1], transfer.shape[0]
+        batch = x.shape[0]
         # per-wavenumber channel mixing, the spectral core's (one real batched matmul), in its
-        # layout: spectrum (W, B, [re | im] x in), weight (W, in, out, 2); one copy each
+        # layout: spectrum (W, B, [re | im] x in); one copy
         modes = torch.view_as_real(x_hat).flatten(2, -2)  # (B, in, W, 2)
         modes = modes.permute(2, 0, 3, 1).reshape(-1, batch, 2 * n_in)
-        weight = torch.view_as_real(transfer).flatten(2, -2).permute(2, 1, 0, 3).contiguous()
         mixed = mix_modes(modes, weight)  # (W, B, [re | im] x out)
         mixed = mixed.view(-1, batch, 2, n_out).permute(1, 3, 0, 2).contiguous()
         y_hat = torch.view_as_complex(mixed).view(batch, n_out, *x_hat.shape[2:])
