@@ -31,7 +31,8 @@ def _field(n: int, periodic: bool):
 @pytest.mark.parametrize("boundary", ["periodic", "reflect"])
 def test_differential_kernel_converges_to_its_directional_derivative(boundary):
     torch.manual_seed(0)
-    layer = DifferentialConv(1, 2, kernel_size=3, boundary=boundary).double()
+    ell = 0.25  # the layer computes ℓ times the derivative
+    layer = DifferentialConv(1, 2, kernel_size=3, boundary=boundary, length_scale=ell).double()
     stencil = layer.stencil().detach()  # (2, 1, 3, 3), zero sum
     assert stencil.sum(dim=(2, 3)).abs().max() < 1e-12
     offsets = torch.arange(-1, 2, dtype=torch.float64)
@@ -41,7 +42,7 @@ def test_differential_kernel_converges_to_its_directional_derivative(boundary):
     errors = []
     for n in (32, 64, 128):
         f, fx, fy = _field(n, periodic=boundary == "periodic")
-        limit = weight_x[:, None, None] * fx + weight_y[:, None, None] * fy
+        limit = ell * (weight_x[:, None, None] * fx + weight_y[:, None, None] * fy)
         with torch.no_grad():
             out = layer(f)[0]
         inner = (slice(None), slice(2, -2), slice(2, -2))  # reflect is one-sided at the edge
@@ -56,6 +57,8 @@ def test_bad_kernel_size_is_a_config_error():
         DifferentialConv(1, 1, kernel_size=4)
     with pytest.raises(ConfigError, match="boundary"):
         DifferentialConv(1, 1, boundary="neumann")
+    with pytest.raises(ConfigError, match="length_scale > 0"):
+        DifferentialConv(1, 1, length_scale=0.0)
 
 
 def _smooth(n: int) -> torch.Tensor:

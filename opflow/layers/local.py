@@ -10,7 +10,8 @@ divided by the grid spacing ``h``:
 
 with ``d_j`` the stencil offsets (in grid points) and ``c`` the centre. Because the weights sum
 to zero, a Taylor expansion gives ``D x = Σ_j w̃_j (d_j · ∇x) + O(h)``: a directional
-derivative, the same at every resolution, reached at first order in ``h``. ``h`` comes from
+derivative, the same at every resolution, reached at first order in ``h`` (scaled by a fixed
+physical length ``ℓ``, ``length_scale``, which sets its learning speed). ``h`` comes from
 the input grid and the domain: ``L / n`` on a periodic axis, ``L / (n - 1)`` on a grid that
 includes its boundary points (``zero`` or ``reflect`` boundaries); anisotropic grids use the
 mean spacing.
@@ -85,8 +86,13 @@ class DifferentialConv(nn.Module):
         ``periodic``, ``zero`` or ``reflect``: how the stencil sees past the edges.
     domain_length:
         Physical length of each axis (sets ``h`` together with the grid size).
-    init_scale:
-        Multiplies torch's default initial weight bound.
+    length_scale:
+        ``ℓ`` in physical units: the layer computes ``ℓ D x``, a derivative times a fixed
+        length, in the units of ``x``. It converges like ``D x`` and sets how fast the
+        stencil learns: Adam moves every weight by about the learning rate per step, so the
+        kernel ``ℓ w̃ / h`` moves by ``ℓ / h`` times that on a grid of spacing ``h``. With ``ℓ``
+        of the order of the training grid's spacing the branch learns like an ordinary
+        convolution (neuraloperator's kernel divides by ``h / h_train``: ``ℓ = h_train``).
     """
 
     def __init__(
@@ -97,23 +103,21 @@ class DifferentialConv(nn.Module):
         n_dim: int = 2,
         boundary: Boundary = "periodic",
         domain_length: float | Sequence[float] = 1.0,
-        init_scale: float = 0.01,
+        length_scale: float = 1.0,
     ):
         super().__init__()
         check_boundary(boundary)
-        if kernel_size < 3 or kernel_size % 2 == 0 or n_dim not in _CONV:
+        if kernel_size < 3 or kernel_size % 2 == 0 or n_dim not in _CONV or length_scale <= 0:
             raise ConfigError(
-                f"kernel_size={kernel_size}, n_dim={n_dim}",
-                "an odd kernel_size >= 3 and n_dim in 1, 2, 3",
-                "use kernel_size: 3",
+                f"kernel_size={kernel_size}, n_dim={n_dim}, length_scale={length_scale}",
+                "an odd kernel_size >= 3, n_dim in 1, 2, 3 and a length_scale > 0",
+                "use kernel_size: 3 and a positive length_scale (physical units)",
             )
         self.in_channels, self.out_channels = in_channels, out_channels
         self.kernel_size, self.n_dim = kernel_size, n_dim
         self.boundary, self.domain_length = boundary, domain_length
-        # torch's default conv init, scaled down: the 1/h factor makes the branch's output
-        # ~(2πk) times a mode-k input, so it starts small and grows where training wants it
-        fan_in = in_channels * kernel_size**n_dim
-        bound = init_scale * fan_in**-0.5
+        self.length_scale = float(length_scale)
+        bound = (in_channels * kernel_size**n_dim) ** -0.5  # torch's default conv init
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, *([kernel_size] * n_dim)).uniform_(-bound, bound)
         )
@@ -146,7 +150,7 @@ class DifferentialConv(nn.Module):
         (``like`` is accepted for a common signature with :class:`LocalIntegralConv`)."""
         if spacing is None:
             spacing = grid_spacing(grid_shape, self.boundary, self.domain_length)
-        return self.stencil() / (sum(spacing) / len(spacing))
+        return self.stencil() * (self.length_scale / (sum(spacing) / len(spacing)))
 
     def coefficients(self) -> torch.Tensor:
         """The learned weights as coefficients of :meth:`basis`: ``(out, in, k**n_dim)``."""
@@ -156,7 +160,7 @@ class DifferentialConv(nn.Module):
         self, grid_shape: Sequence[int], spacing: Sequence[float] | None = None
     ) -> torch.Tensor:
         """The kernel's fixed basis on this grid, float64 ``(k**n_dim, k, ..., k)``:
-        ``(e_j - e_c) / h`` for every stencil point ``j`` (centre ``c``), so that
+        ``ℓ (e_j - e_c) / h`` for every stencil point ``j`` (centre ``c``), so that
         ``kernel = Σ_j coefficients[..., j] basis[j]``."""
         if spacing is None:
             spacing = grid_spacing(grid_shape, self.boundary, self.domain_length)
@@ -164,12 +168,12 @@ class DifferentialConv(nn.Module):
         basis = torch.eye(points, dtype=torch.float64)
         basis[:, points // 2] -= 1.0  # the centre is the middle point of the flattened stencil
         h = sum(spacing) / len(spacing)
-        return (basis / h).view(points, *([self.kernel_size] * self.n_dim))
+        return (basis * (self.length_scale / h)).view(points, *([self.kernel_size] * self.n_dim))
 
     def extra_repr(self) -> str:
         return (
             f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-            f"boundary={self.boundary!r}"
+            f"boundary={self.boundary!r}, length_scale={self.length_scale:g}"
         )
 
 

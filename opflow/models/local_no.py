@@ -39,6 +39,12 @@ class LocalNO(FNO):
         How the local branches see past the edges.
     domain_length : float
         Physical length of each axis (the grid spacing is ``domain_length / n`` when periodic).
+    derivative_length : float
+        The differential branch's ``length_scale`` ``ℓ`` (physical units): it computes
+        ``ℓ`` times a learned derivative. Of the order of the training grid's spacing (the
+        default: 1/64 of the unit domain), its stencil learns at the pace of the other
+        branches; at ``ℓ = 1`` it learns ``1 / h`` times faster (see
+        :class:`opflow.layers.DifferentialConv`).
     local_grid : sequence of int or None
         Periodic only: build the local stencils on this grid (the training grid) and apply
         them on other grids as a band-limited Fourier multiplier (:class:`LocalBranches`), so
@@ -59,6 +65,7 @@ class LocalNO(FNO):
         disco_angles: int = 4,
         boundary: Boundary = "periodic",
         domain_length: float = 1.0,
+        derivative_length: float = 1 / 64,
         local_grid: Sequence[int] | None = None,
         **fno_args,
     ):
@@ -83,7 +90,12 @@ class LocalNO(FNO):
             if differential_kernel:
                 branches.append(
                     DifferentialConv(
-                        c, c, n_dim=self.n_dim, boundary=boundary, domain_length=domain_length
+                        c,
+                        c,
+                        n_dim=self.n_dim,
+                        boundary=boundary,
+                        domain_length=domain_length,
+                        length_scale=derivative_length,
                     )
                 )
             if disco_radius is not None:
