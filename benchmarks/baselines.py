@@ -82,6 +82,7 @@ class NeuralopLocalNO(nn.Module):
         train_shape=(64, 64),
         disco_radius=0.0625,
         use_channel_mlp=True,
+        disco_layers=True,
     ):
         super().__init__()
         local_no = _import_neuralop_local_no()
@@ -96,6 +97,7 @@ class NeuralopLocalNO(nn.Module):
             domain_length=[1.0, 1.0],
             radius_cutoff=disco_radius,
             use_channel_mlp=use_channel_mlp,
+            disco_layers=disco_layers,
         )
 
     def forward(self, x):

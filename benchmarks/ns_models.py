@@ -8,11 +8,13 @@ same data order (SpecBoost's epochs are split between its two stages); configs:
 ``configs/quickstart.yaml`` (FNO), ``configs/ns_local_no.yaml``, ``configs/ns_specboost.yaml``.
 ``"SpecBoost(FNO, FNO), 2x epochs"`` trains every stage for the full ``--epochs`` (as the
 SpecBoost paper does), and ``"FNO, 2x epochs"`` is the FNO with that same total.
-Reports test relative L2 at 64² and zero-shot at 128², and the share of the error energy at
-wavenumbers |k| >= 8. neuraloperator's LocalNO (``--models "neuralop LocalNO"``, imported
-through the shim in ``baselines.py``) takes ~12 s per batch of 32 at 64² on 2 cores (opflow's
-LocalNO: ~1.4 s), so it is not in the default list; run it with a smaller ``--epochs`` beside
-opflow's LocalNO at the same budget (``--tag`` keeps the runs apart).
+``"neuralop LocalNO"`` is neuraloperator 2.0's LocalNO (imported through the shim in
+``baselines.py``) with the same width, modes, layers and DISCO radius; it takes ~100 s per
+epoch on 2 cores (opflow's LocalNO ~35-45 s, FNO ~11 s). Reports test relative L2 at 64² and
+zero-shot at 128², and the share of the error energy at wavenumbers |k| >= 8. ``--tag`` keeps
+runs with other budgets apart (their rows are compared with the FNO row of the same tag);
+``--seed`` changes the training seed (the data stay the same) and ``--set KEY=VALUE`` overrides
+a config value of every model run; give either a ``--tag`` to keep its runs apart.
 
     python benchmarks/ns_models.py [--epochs 24] [--settings 1e-3 1e-4] [--out bench_ns_models]
     python benchmarks/ns_models.py --epochs 12 --settings 1e-4 \\
@@ -62,7 +64,7 @@ RUN_NAMES = {
     "FNO, 2x epochs": "FNO_2x",
 }
 EPOCH_FACTOR = {"SpecBoost(FNO, FNO), 2x epochs": 2, "FNO, 2x epochs": 2}
-DEFAULT_MODELS = ["FNO", "LocalNO", "SpecBoost(FNO, FNO)"]
+DEFAULT_MODELS = ["FNO", "LocalNO", "SpecBoost(FNO, FNO)", "neuralop LocalNO"]
 # the same data, width, modes, layers, radius and training as configs/ns_local_no.yaml
 OVERRIDES = {
     "neuralop LocalNO": [
@@ -105,6 +107,14 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=DEFAULT_MODELS, choices=list(MODELS))
     parser.add_argument("--tag", default="", help="suffix of the run directories and rows")
     parser.add_argument("--out", default="bench_ns_models")
+    parser.add_argument("--seed", type=int, default=0, help="training seed (data are fixed)")
+    parser.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for every model run, e.g. model.args.positional_embedding=periodic",
+    )
     args = parser.parse_args()
     torch.set_num_threads(2)
     out = Path(args.out)
@@ -127,7 +137,9 @@ def main() -> None:
                     f"data.path={coarse}",
                     f"training.epochs={args.epochs * EPOCH_FACTOR.get(name, 1)}",
                     f"training.output_dir={out / setting / run_name}",
+                    f"training.seed={args.seed}",
                     *OVERRIDES.get(name, []),
+                    *args.set,
                 ],
             )
             run_dir = train(config, resume=True)

@@ -88,3 +88,28 @@ def test_batch_chunking_gives_the_same_outputs_and_gradients():
     for (name, p), q in zip(whole.named_parameters(), chunked.parameters()):
         assert _rel(q.grad, p.grad) < 1e-5, name
     assert chunked(x, output_shape=(32, 32)).shape == (5, 2, 32, 32)
+
+
+def test_periodic_embedding_is_continuous_across_the_seam_and_resolution_consistent():
+    from opflow.layers import GridEmbedding
+
+    x = torch.zeros(1, 1, 16, 12, dtype=torch.float64)
+    coords = {p: GridEmbedding(2, periodic=p)(x)[0, 1:] for p in (False, True)}
+    assert coords[False].shape[0] == 2 and coords[True].shape[0] == 4
+    # the largest step between neighbours, the seam (last point -> first) included
+    steps = {p: (c.roll(-1, dims=-1) - c).abs().max().item() for p, c in coords.items()}
+    assert steps[False] > 0.9  # the linear coordinate jumps from 11/12 back to 0
+    assert steps[True] <= 2 * torch.pi / 12 + 1e-12  # sin/cos move by at most the angle step
+    # sin^2 + cos^2 = 1 per axis, and the 2x grid sampled every other point is the same embedding
+    norm = coords[True][:2] ** 2 + coords[True][2:] ** 2
+    assert (norm - 1).abs().max() < 1e-12
+    fine = GridEmbedding(2, periodic=True)(torch.zeros(1, 1, 32, 24, dtype=torch.float64))[0, 1:]
+    assert (fine[:, ::2, ::2] - coords[True]).abs().max() < 1e-12
+
+    model = FNO(n_modes=(6, 6), in_channels=1, out_channels=1, hidden_channels=8,
+                positional_embedding="periodic")  # fmt: skip
+    assert model.lifting.fcs[0].weight.shape[1] == 1 + 4
+    assert model(torch.randn(2, 1, 24, 24)).shape == (2, 1, 24, 24)
+    with pytest.raises(ConfigError, match="'periodic'"):
+        FNO(n_modes=(6, 6), in_channels=1, out_channels=1, hidden_channels=8,
+            positional_embedding="sincos")  # fmt: skip
