@@ -110,6 +110,13 @@ def test_local_no_builds_from_a_config_name_and_runs_at_any_resolution():
     with pytest.raises(ConfigError, match="neither local branch"):
         build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
                     hidden_channels=8, differential_kernel=False, disco_radius=None)  # fmt: skip
+    # FNO's arguments reach LocalNO through its **fno_args, and misspelt ones are still caught
+    periodic = build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
+                           hidden_channels=8, positional_embedding="periodic")  # fmt: skip
+    assert periodic.positional_embedding.channels == 4
+    with pytest.raises(ConfigError, match="did you mean 'positional_embedding'"):
+        build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
+                    hidden_channels=8, positional_embeding="periodic")  # fmt: skip
 
 
 @pytest.mark.parametrize("shape", [(33, 35), (64, 64)])

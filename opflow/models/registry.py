@@ -41,6 +41,28 @@ def model_name(model: nn.Module) -> str:
     return type(model).registered_name
 
 
+def _accepted_arguments(cls: type) -> list[str]:
+    """Constructor arguments of ``cls``, following ``**kwargs`` forwarded to base classes
+    (``LocalNO(..., **fno_args)`` accepts every ``FNO`` argument)."""
+    names: list[str] = []
+    for klass in cls.__mro__:
+        if klass is nn.Module:
+            break
+        if "__init__" not in vars(klass):
+            continue
+        params = inspect.signature(klass.__init__).parameters.values()
+        names += [
+            p.name
+            for p in params
+            if p.name != "self"
+            and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL)
+            and p.name not in names
+        ]
+        if not any(p.kind == p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def build_model(name: str, **kwargs) -> nn.Module:
     """Instantiate the model registered as ``name``; unknown names/arguments raise ConfigError."""
     if name not in _REGISTRY:
@@ -51,13 +73,13 @@ def build_model(name: str, **kwargs) -> nn.Module:
             f"did you mean {close[0]!r}?" if close else "pick a registered model name",
         )
     cls = _REGISTRY[name]
-    params = inspect.signature(cls.__init__).parameters
+    params = _accepted_arguments(cls)
     for key in kwargs:
         if key not in params:
-            close = difflib.get_close_matches(key, [p for p in params if p != "self"], n=1)
+            close = difflib.get_close_matches(key, params, n=1)
             raise ConfigError(
                 f"Model {name!r} has no argument {key!r}",
-                f"arguments of {name}: {[p for p in params if p != 'self']}",
+                f"arguments of {name}: {params}",
                 f"did you mean {close[0]!r}?" if close else f"remove {key!r} from model.args",
             )
     try:
