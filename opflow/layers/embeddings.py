@@ -42,8 +42,8 @@ class GridEmbedding(nn.Module):
             angles = [
                 torch.arange(n, device=x.device, dtype=x.dtype) * (2 * math.pi / n) for n in spatial
             ]
-            grids = torch.meshgrid(*angles, indexing="ij")
-            coords = torch.cat((torch.stack(grids).sin(), torch.stack(grids).cos()))
+            theta = torch.stack(torch.meshgrid(*angles, indexing="ij"))
+            coords = torch.cat((theta.sin(), theta.cos()))
             return torch.cat((x, coords[None].expand(b, -1, *spatial)), dim=1)
         axes = [
             torch.arange(n, device=x.device, dtype=x.dtype) * ((hi - lo) / n) + lo
