@@ -4,8 +4,11 @@ Settings, each from its recipe (solved at 128², stored at 64² and 128²): visc
 (``datasets/navier_stokes_quickstart.yaml``) and the more turbulent 1e-4 and 1e-5
 (``datasets/navier_stokes_1e-4_quickstart.yaml``, ``..._1e-5_...``). Task: w(t) -> w(t + 1), the
 quickstart's. Every model trains through opflow's trainer for the same number of epochs on the
-same data order (SpecBoost's epochs are split between its two stages); configs:
-``configs/quickstart.yaml`` (FNO), ``configs/ns_local_no.yaml``, ``configs/ns_specboost.yaml``.
+same data order (SpecBoost's epochs are split between its two stages, an FNO with 12 modes
+per axis and one with 32); configs:
+``configs/quickstart.yaml`` (FNO), ``configs/ns_local_no.yaml``, ``configs/ns_specboost.yaml``
+(all three with ``positional_embedding: periodic``; ``"neuralop LocalNO"`` keeps
+neuraloperator's linear grid embedding, its only option).
 ``"SpecBoost(FNO, FNO), 2x epochs"`` trains every stage for the full ``--epochs`` (as the
 SpecBoost paper does), and ``"FNO, 2x epochs"`` is the FNO with that same total.
 ``"neuralop LocalNO"`` is neuraloperator 2.0's LocalNO (imported through the shim in

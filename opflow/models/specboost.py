@@ -4,7 +4,9 @@
 
 Stage ``s`` is trained with the stages before it frozen, on the loss of the running sum, which
 is training it on the residual ``y - (stage_1 + ... + stage_{s-1})(x)``. FNO's low-frequency
-bias leaves most of that residual at high wavenumbers, which the next stage then targets.
+bias leaves most of that residual at high wavenumbers, which the next stage then targets; give
+it the modes to reach them (an FNO stage 2 with more modes than stage 1: ``configs/
+ns_specboost.yaml``, measured in ``docs/architecture.md``).
 Any registered model can be a stage. The trainer runs the stages in turn (``training.epochs``
 split evenly) through :meth:`SpecBoost.set_stage`; the model itself knows nothing of training.
 """
