@@ -62,10 +62,11 @@ def interleaved_medians(fns: dict[str, callable], reps: int) -> dict[str, float]
 
 def gemm_flops(n: int, modes: tuple[int, int], batch: int, channels: int) -> float:
     """Flops of the gemm path's transforms for one forward (analysis + synthesis)."""
+    rows = modes[0] // 2 + 1  # axis 0 is computed for k_0 >= 0 only
     m_half = modes[1] // 2 + 1
     images = batch * channels
-    first_axis = 2 * images * (2 * modes[0]) * n * n  # (2 m0, n) @ (n, n) per image
-    last_axis = 2 * (images * 2 * modes[0]) * n * (2 * m_half)  # complex step on kept rows
+    first_axis = 2 * images * (2 * rows) * n * n  # (2 rows, n) @ (n, n) per image
+    last_axis = 2 * (images * rows) * (2 * n) * (4 * m_half)  # direct + mirrored, complex
     return 2 * (first_axis + last_axis)
 
 

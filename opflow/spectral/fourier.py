@@ -46,9 +46,11 @@ __all__ = [
     "n_kept",
     "min_grid_points",
     "check_grid",
+    "fits",
     "analysis_complex",
     "synthesis_complex",
     "real_block",
+    "step_frequencies",
     "analysis_step",
     "synthesis_step",
     "transposed",
@@ -97,26 +99,41 @@ def _angles(n_points: int, freqs: list[int], n_period: int) -> torch.Tensor:
     return (2.0 * math.pi / n_period) * torch.remainder(j * k, n_period).to(torch.float64)
 
 
+def fits(k: int, n: int) -> bool:
+    """Whether wavenumber ``k`` has its own place on a full axis of ``n`` points."""
+    return -(n // 2) <= k <= (n - 1) // 2
+
+
 def _synthesis_weights(freqs: list[int], n_out: int, half: bool) -> torch.Tensor:
     """``c_k`` of the module docstring; zero for wavenumbers that do not fit on ``n_out``."""
     if half:
         w = [0.0 if k > n_out // 2 else 1.0 if k == 0 or 2 * k == n_out else 2.0 for k in freqs]
     else:
-        w = [1.0 if -(n_out // 2) <= k <= (n_out - 1) // 2 else 0.0 for k in freqs]
+        w = [1.0 if fits(k, n_out) else 0.0 for k in freqs]
     return torch.tensor(w, dtype=torch.float64)
+
+
+def _analysis_at(n: int, freqs: list[int]) -> torch.Tensor:
+    """``E[k, j] = exp(-2 pi i k j / n) / n`` for the given wavenumbers, complex128."""
+    theta = _angles(n, freqs, n).T
+    return torch.polar(torch.full_like(theta, 1.0 / n), -theta)
+
+
+def _synthesis_at(n_out: int, freqs: list[int], weights: torch.Tensor) -> torch.Tensor:
+    """``G[j, k] = w_k exp(2 pi i k j / n_out)``, complex128 ``(n_out, len(freqs))``."""
+    theta = _angles(n_out, freqs, n_out)
+    return torch.polar(weights.expand_as(theta), theta)
 
 
 def analysis_complex(n: int, n_modes: int, half: bool) -> torch.Tensor:
     """Complex analysis matrix ``E[k, j] = exp(-2 pi i k j / n) / n``, ``(m, n)`` complex128."""
-    theta = _angles(n, kept_frequencies(n_modes, half=half), n).T
-    return torch.polar(torch.full_like(theta, 1.0 / n), -theta)
+    return _analysis_at(n, kept_frequencies(n_modes, half=half))
 
 
 def synthesis_complex(n_out: int, n_modes: int, half: bool) -> torch.Tensor:
     """Complex synthesis matrix ``G[j, k] = c_k exp(2 pi i k j / n_out)``, ``(n_out, m)``."""
     freqs = kept_frequencies(n_modes, half=half)
-    theta = _angles(n_out, freqs, n_out)
-    return torch.polar(_synthesis_weights(freqs, n_out, half).expand_as(theta), theta)
+    return _synthesis_at(n_out, freqs, _synthesis_weights(freqs, n_out, half))
 
 
 def real_block(mat: torch.Tensor) -> torch.Tensor:
@@ -137,6 +154,27 @@ def interleave(mat: torch.Tensor, dim: int) -> torch.Tensor:
     return out.movedim(0, dim)
 
 
+def _conjugated(block: torch.Tensor, dim: int) -> torch.Tensor:
+    """``block`` with the imaginary half of a part-major axis negated (a complex conjugate)."""
+    out = block.clone()
+    out.narrow(dim, out.shape[dim] // 2, out.shape[dim] // 2).neg_()
+    return out
+
+
+def step_frequencies(n_modes: int, axis: int, n_dim: int) -> list[int]:
+    """Wavenumbers that gemm step ``axis`` of ``n_dim`` computes.
+
+    A real field's coefficients satisfy ``X[-k] = conj(X[k])`` (every axis negated), so the
+    steps compute axis 0 for ``k_0 >= 0`` only; a stored coefficient with ``k_0 < 0`` is the
+    conjugate of one with ``-k``. That needs the axes in between for ``-k`` as well:
+    symmetric ranges ``-(M//2) .. M//2``. The last axis takes its non-negative wavenumbers
+    (and, for ``n_dim > 1``, their mirror images; see :func:`analysis_step`).
+    """
+    if axis == 0 or axis == n_dim - 1:
+        return kept_frequencies(n_modes, half=True)
+    return list(range(-(n_modes // 2), n_modes // 2 + 1))
+
+
 @lru_cache(maxsize=512)
 def analysis_step(
     n: int, n_modes: int, axis: int, n_dim: int, dtype: torch.dtype, device: torch.device
@@ -144,13 +182,22 @@ def analysis_step(
     """Real matrix of analysis step ``axis`` of ``n_dim`` (see :mod:`..backends.gemm`).
 
     Axis 0 takes real input: ``(2m, n)``; later axes take complex input with the
-    real/imaginary pair just before the axis: ``(2m, 2n)``. Output rows are mode-major
-    ``(m, 2)`` except on the last axis, where they are part-major ``(2, m)``.
+    real/imaginary pair just before the axis: ``(2m, 2n)``, ``m`` the number of
+    :func:`step_frequencies`. Output rows are mode-major ``(m, 2)`` except on the last axis,
+    where they are part-major ``(2, m)``; for ``n_dim > 1`` the last axis also gives the
+    mirror images ``conj(sum_j z_j e^{+2 pi i k j / n}) / n`` (the coefficients at ``-k``,
+    conjugated) in a second block of rows: ``(2, 2, m)`` (direct/mirrored, part, mode).
     """
     last = axis == n_dim - 1
-    block = real_block(analysis_complex(n, n_modes, half=last))
-    mat = block[:, :n] if axis == 0 else block
-    mat = mat if last else interleave(mat, 0)
+    block = real_block(_analysis_at(n, step_frequencies(n_modes, axis, n_dim)))
+    if axis == 0:
+        block = block[:, :n]
+    if not last:
+        mat = interleave(block, 0)
+    elif n_dim == 1:
+        mat = block
+    else:  # the mirror image conj(conj(E) z) is E applied to the conjugated input
+        mat = torch.cat((block, _conjugated(block, 1)), dim=0)
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
@@ -162,12 +209,27 @@ def synthesis_step(
 
     Later axes map complex to complex, ``(2 n_out, 2m)``, with output rows part-major; axis 0
     takes the real part at the end, ``(n_out, 2m)``. Input columns are ordered as the
-    analysis step's output rows.
+    analysis step's output rows (the last axis of ``n_dim > 1`` takes direct and mirrored
+    coefficients, ``4m`` columns). Only the last axis carries the weights ``c_k`` of the module
+    docstring; on the other axes a wavenumber that does not fit the output grid is dropped
+    before the steps (by the gemm backend's slot map), since with mirroring one step column
+    serves both ``k`` and ``-k``.
     """
     last = axis == n_dim - 1
-    block = real_block(synthesis_complex(n_out, n_modes, half=last))
-    mat = block[:n_out] if axis == 0 else block
-    mat = mat if last else interleave(mat, 1)
+    freqs = step_frequencies(n_modes, axis, n_dim)
+    if last:
+        weights = _synthesis_weights(freqs, n_out, half=True)
+    else:
+        weights = torch.ones(len(freqs), dtype=torch.float64)
+    block = real_block(_synthesis_at(n_out, freqs, weights))
+    if axis == 0:
+        block = block[:n_out]
+    if not last:
+        mat = interleave(block, 1)
+    elif n_dim == 1:
+        mat = block
+    else:  # a mirrored coefficient X contributes conj(X e^{2 pi i k j / n})
+        mat = torch.cat((block, _conjugated(block, 0)), dim=1)
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
