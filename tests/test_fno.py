@@ -43,6 +43,8 @@ def test_from_neuralop_parity(kwargs, grid):
     for i, block in enumerate(ours.blocks):
         skip = theirs.fno_blocks.fno_skips[i].conv.weight.grad[:, :, 0]
         assert _rel(block.fno_skip.weight.grad, skip) < 1e-4
+        gate = theirs.fno_blocks.channel_mlp_skips[i].weight.grad
+        assert _rel(block.channel_mlp_skip.weight.grad, gate) < 1e-4
 
 
 def test_registry_builds_fno_and_rejects_unknowns():

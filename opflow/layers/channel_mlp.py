@@ -113,6 +113,33 @@ class ChannelMLP(nn.Module):
         return x
 
 
+class _SoftGatingFn(torch.autograd.Function):
+    """``w * x`` (or ``t + w * x`` in place in ``t``), with a backward of two passes.
+
+    Autograd through ``addcmul_`` multiplies by the scalar ``value`` and reduces the weight
+    gradient with ``sum_to_size``: five full-size passes where ``grad * w`` and a fused
+    ``(grad * x).sum`` need two.
+    """
+
+    @staticmethod
+    def forward(ctx, x, weight, target):
+        ctx.save_for_backward(x, weight)
+        if target is None:
+            return weight * x
+        ctx.mark_dirty(target)
+        return target.addcmul_(weight, x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight = ctx.saved_tensors
+        grad_x = grad * weight if ctx.needs_input_grad[0] else None
+        grad_w = None
+        if ctx.needs_input_grad[1]:
+            reduce = [d for d in range(grad.ndim) if weight.shape[d] == 1]
+            grad_w = (grad * x).sum(dim=reduce, keepdim=True)
+        return grad_x, grad_w, grad if ctx.needs_input_grad[2] else None
+
+
 class SoftGating(nn.Module):
     """Per-channel scaling ``w[c] * x`` (neuraloperator's "soft-gating" skip).
 
@@ -124,9 +151,7 @@ class SoftGating(nn.Module):
         self.weight = nn.Parameter(torch.ones(1, channels, *([1] * n_dim)))
 
     def forward(self, x: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
-        if add_to is None:
-            return self.weight * x
-        return add_to.addcmul_(self.weight, x)
+        return _SoftGatingFn.apply(x, self.weight, add_to)
 
 
 class Identity(nn.Module):
