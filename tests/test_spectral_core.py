@@ -32,6 +32,11 @@ CASES = [
     ((8, 9, 10), (6, 6, 6), (13, 9, 10)),
     ((8, 9, 10), (6, 6, 6), (8, 16, 10)),
     ((8, 9, 10), (6, 6, 6), (5, 4, 21)),
+    # the gemm backend computes axis 0 for k_0 >= 0 and takes k_0 < 0 as conjugates, so the
+    # middle axis runs over -(M//2)..M//2: at its Nyquist edge (+-5 alias on 10 points), with
+    # odd modes, and dropping +4 but keeping -4 on a coarser output grid
+    ((8, 10, 9), (7, 10, 6), (8, 8, 9)),
+    ((9, 10, 8), (8, 9, 8), (16, 10, 5)),
 ]
 
 
