@@ -60,10 +60,9 @@ def select_backend(
 
     The ``auto`` rule comes from ``python benchmarks/spectral_conv.py --auto-sweep`` (2-core
     CPU, fwd+bwd; table in ``benchmarks/RESULTS.md``). With ``f`` the kept fraction of the last
-    axis (``(M//2 + 1) / (n//2 + 1)``), ``gemm`` was faster for ``f <= 0.3`` at every grid
-    size, for ``f <= 0.55`` on grids up to 128², and on grids up to 32² whatever ``f``; the
-    torch.fft path won when about half or more of the modes are kept on 256² grids and when
-    nearly all are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
+    axis (``(M//2 + 1) / (n//2 + 1)``), ``gemm`` was faster for ``f <= 0.55`` at every grid
+    size (32² to 256²), and on grids up to 32² whatever ``f``; the torch.fft path won when
+    nearly all modes are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
 
     On CUDA devices ``auto`` picks ``triton`` when Triton is installed. ``triton`` on a CPU
     tensor is an error unless Triton's interpreter is on (``TRITON_INTERPRET=1``).
@@ -78,8 +77,6 @@ def select_backend(
         return get_backend("triton")
     points = math.prod(spatial)
     kept_fraction = (n_modes[-1] // 2 + 1) / (spatial[-1] // 2 + 1)
-    if kept_fraction <= 0.3 or points <= 32**2:
-        return gemm
-    if kept_fraction <= 0.55 and points <= 128**2:
+    if kept_fraction <= 0.55 or points <= 32**2:
         return gemm
     return fft
