@@ -29,8 +29,9 @@ Synthesis runs the same steps in reverse order, each with its own matrix, and en
 real-output GEMM along axis 0 written straight into the result. Every step is a real linear
 map, so its adjoint is its transposed matrix: the backward of analysis is the synthesis
 routine run with the transposed analysis matrices, and vice versa, with the slot map's
-inverse (:func:`_sources`) as the adjoint of the gather. Each direction is a custom autograd
-``Function`` that saves nothing but its constant matrices.
+inverse (:func:`_sources`) as the adjoint of the gather. The four maps (:func:`analysis`,
+:func:`synthesis` and their adjoints) run outside autograd and can add into an existing
+result; each direction is a custom autograd ``Function`` over them that saves nothing.
 
 Spectra are exchanged in the core's canonical layout ``(M_total, B, 2*C)``.
 """
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
@@ -65,22 +67,29 @@ def _analysis_steps(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
     return t.view(n, -1, 2, last_kept)
 
 
-def _synthesis_steps(t: torch.Tensor, mats: list[torch.Tensor], out: torch.Tensor) -> torch.Tensor:
-    """Rows ``(N, R, 2, m_{d-1})`` -> real ``out`` ``(N, *s)`` (returned)."""
+def _synthesis_steps(
+    t: torch.Tensor, mats: list[torch.Tensor], out: torch.Tensor, accumulate: bool = False
+) -> torch.Tensor:
+    """Rows ``(N, R, 2, m_{d-1})`` -> real ``out`` ``(N, *s)`` (returned; added to it if
+    ``accumulate``)."""
     n = out.shape[0]
     sizes = list(out.shape[1:])
     for axis in range(len(mats) - 1, -1, -1):
         rows = n * math.prod(m.shape[1] // 2 for m in mats[:axis])
         width = mats[axis].shape[1]  # contracted length
         q = math.prod(sizes[axis + 1 :])
-        last = axis == 0  # the last step writes straight into the result
-        if q == 1:  # contracting the trailing dim: one plain GEMM
-            t = torch.mm(
-                t.reshape(rows, width), mats[axis].T, out=out.view(rows, -1) if last else None
-            )
+        flat = t.reshape(rows, width) if q == 1 else t.reshape(rows, width, q)
+        if axis > 0:
+            t = flat @ mats[axis].T if q == 1 else torch.matmul(mats[axis], flat)
+        elif q == 1:  # the last step writes (or adds) straight into the result
+            result = out.view(rows, -1)
+            result.addmm_(flat, mats[0].T) if accumulate else torch.mm(flat, mats[0].T, out=result)
         else:
-            flat = t.reshape(rows, width, q)
-            t = torch.matmul(mats[axis], flat, out=out.view(rows, -1, q) if last else None)
+            result = out.view(rows, -1, q)
+            if accumulate:
+                result.baddbmm_(mats[0].expand(rows, -1, -1), flat)
+            else:
+                torch.matmul(mats[0], flat, out=result)
     return out
 
 
@@ -168,86 +177,130 @@ def _from_canonical(
     return _gather(t, sources, 2).view(batch * channels, -1, 2, last_kept)
 
 
-def _analyze(x: torch.Tensor, mats: list[torch.Tensor], slots) -> torch.Tensor:
+def _analysis_mats(
+    n_modes: tuple[int, ...], grid: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> list[torch.Tensor]:
+    d = len(n_modes)
+    return [
+        fourier.analysis_step(n, m, a, d, dtype, device)
+        for a, (n, m) in enumerate(zip(grid, n_modes))
+    ]
+
+
+def _synthesis_mats(
+    n_modes: tuple[int, ...], grid: Sequence[int], dtype: torch.dtype, device: torch.device
+) -> list[torch.Tensor]:
+    d = len(n_modes)
+    return [
+        fourier.synthesis_step(n, m, a, d, dtype, device)
+        for a, (n, m) in enumerate(zip(grid, n_modes))
+    ]
+
+
+def _analyze(x: torch.Tensor, mats: list[torch.Tensor], n_modes: tuple[int, ...]) -> torch.Tensor:
+    """Rows of ``mats`` applied to ``x`` ``(B, C, *s)``, gathered into canonical layout."""
     b, c, *spatial = x.shape
+    slots = _slots(n_modes, tuple(spatial), x.device)
     return _to_canonical(_analysis_steps(x.reshape(b * c, *spatial), mats), slots, b, c)
 
 
 def _synthesize(
     spec: torch.Tensor,
     mats: list[torch.Tensor],
-    sources,
-    last_kept: int,
+    n_modes: tuple[int, ...],
     channels: int,
     out_shape: tuple[int, ...],
+    add_to: torch.Tensor | None,
 ) -> torch.Tensor:
-    out = spec.new_empty(spec.shape[1], channels, *out_shape)
-    rows = _from_canonical(spec, sources, last_kept, channels)
-    _synthesis_steps(rows, mats, out.view(-1, *out_shape))
+    """A canonical spectrum scattered into rows and run through ``mats`` onto ``out_shape``."""
+    out = spec.new_empty(spec.shape[1], channels, *out_shape) if add_to is None else add_to
+    sources = _sources(n_modes, out_shape, spec.device)
+    rows = _from_canonical(spec.contiguous(), sources, _last_kept(n_modes), channels)
+    _synthesis_steps(rows, mats, out.view(-1, *out_shape), accumulate=add_to is not None)
     return out
-
-
-def _transposed(mats: list[torch.Tensor]) -> list[torch.Tensor]:
-    return [fourier.transposed(m) for m in mats]
 
 
 def _last_kept(n_modes: tuple[int, ...]) -> int:
     return fourier.n_kept(n_modes[-1], half=True)
 
 
+# The four maps below run outside autograd: the Functions that follow, and fused layers that
+# write their own backward (:class:`opflow.models.fno.FNOBlock`), are built from them.
+
+
+def analysis(x: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:
+    """Kept spectrum of real ``x`` ``(B, C, *s)``, canonical ``(M_total, B, 2C)``."""
+    mats = _analysis_mats(n_modes, x.shape[2:], x.dtype, x.device)
+    return _analyze(x.contiguous(), mats, n_modes)
+
+
+def analysis_adjoint(
+    grad_spec: torch.Tensor,
+    n_modes: tuple[int, ...],
+    shape: tuple[int, ...],
+    add_to: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Adjoint of :func:`analysis` onto ``shape`` ``(B, C, *s)``: the gradient of the input.
+
+    It is the synthesis routine run with the transposed analysis matrices. With ``add_to``
+    (a contiguous ``(B, C, *s)`` tensor) the result is added into it in place and returned.
+    """
+    spatial = tuple(shape[2:])
+    mats = _analysis_mats(n_modes, spatial, grad_spec.dtype, grad_spec.device)
+    transposed = [fourier.transposed(m) for m in mats]
+    return _synthesize(grad_spec, transposed, n_modes, shape[1], spatial, add_to)
+
+
+def synthesis(
+    spec: torch.Tensor,
+    n_modes: tuple[int, ...],
+    channels: int,
+    output_shape: tuple[int, ...],
+    add_to: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Real field ``(B, channels, *output_shape)`` from a canonical spectrum (added into
+    ``add_to`` in place if given)."""
+    out_shape = tuple(int(s) for s in output_shape)
+    mats = _synthesis_mats(n_modes, out_shape, spec.dtype, spec.device)
+    return _synthesize(spec, mats, n_modes, channels, out_shape, add_to)
+
+
+def synthesis_adjoint(grad_y: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:
+    """Adjoint of :func:`synthesis`: the analysis routine with the transposed matrices."""
+    mats = _synthesis_mats(n_modes, grad_y.shape[2:], grad_y.dtype, grad_y.device)
+    return _analyze(grad_y.contiguous(), [fourier.transposed(m) for m in mats], n_modes)
+
+
 class _Analysis(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, mats, n_modes):
-        ctx.mats, ctx.shape, ctx.n_modes = mats, x.shape, n_modes
-        return _analyze(x, mats, _slots(n_modes, tuple(x.shape[2:]), x.device))
+    def forward(ctx, x, n_modes):
+        ctx.shape, ctx.n_modes = tuple(x.shape), n_modes
+        return analysis(x, n_modes)
 
     @staticmethod
     def backward(ctx, grad_spec):
-        channels, spatial = ctx.shape[1], tuple(ctx.shape[2:])
-        sources = _sources(ctx.n_modes, spatial, grad_spec.device)
-        grad_x = _synthesize(
-            grad_spec.contiguous(),
-            _transposed(ctx.mats),
-            sources,
-            _last_kept(ctx.n_modes),
-            channels,
-            spatial,
-        )
-        return grad_x, None, None
+        return analysis_adjoint(grad_spec, ctx.n_modes, ctx.shape), None
 
 
 class _Synthesis(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, spec, mats, n_modes, channels, out_shape):
-        ctx.mats, ctx.n_modes, ctx.out_shape = mats, n_modes, out_shape
-        sources = _sources(n_modes, out_shape, spec.device)
-        return _synthesize(spec, mats, sources, _last_kept(n_modes), channels, out_shape)
+    def forward(ctx, spec, n_modes, channels, out_shape):
+        ctx.n_modes = n_modes
+        return synthesis(spec, n_modes, channels, out_shape)
 
     @staticmethod
     def backward(ctx, grad_y):
-        slots = _slots(ctx.n_modes, ctx.out_shape, grad_y.device)
-        grad_spec = _analyze(grad_y.contiguous(), _transposed(ctx.mats), slots)
-        return grad_spec, None, None, None, None
+        return synthesis_adjoint(grad_y, ctx.n_modes), None, None, None
 
 
 def analyze(x: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:
     """Kept spectrum of real ``x`` ``(B, C, *s)`` in canonical layout ``(M_total, B, 2C)``."""
-    d = len(n_modes)
-    mats = [
-        fourier.analysis_step(n, m, a, d, x.dtype, x.device)
-        for a, (n, m) in enumerate(zip(x.shape[2:], n_modes))
-    ]
-    return _Analysis.apply(x.contiguous(), mats, tuple(n_modes))
+    return _Analysis.apply(x, tuple(n_modes))
 
 
 def synthesize(
     spec: torch.Tensor, n_modes: tuple[int, ...], channels: int, output_shape: tuple[int, ...]
 ) -> torch.Tensor:
     """Real field ``(B, channels, *output_shape)`` from a canonical spectrum."""
-    d = len(n_modes)
-    mats = [
-        fourier.synthesis_step(n, m, a, d, spec.dtype, spec.device)
-        for a, (n, m) in enumerate(zip(output_shape, n_modes))
-    ]
     out_shape = tuple(int(s) for s in output_shape)
-    return _Synthesis.apply(spec.contiguous(), mats, tuple(n_modes), channels, out_shape)
+    return _Synthesis.apply(spec, tuple(n_modes), channels, out_shape)
