@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from neuralop.models import FNO as NeuralopFNO
 
 from opflow.errors import ConfigError, ResolutionError, ShapeError
 from opflow.interop import from_neuralop
-from opflow.models import FNO, build_model
+from opflow.layers import ChannelMLP
+from opflow.models import FNO, FNOBlock, build_model
 
 
 def _rel(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -45,6 +47,60 @@ def test_from_neuralop_parity(kwargs, grid):
         assert _rel(block.fno_skip.weight.grad, skip) < 1e-4
         gate = theirs.fno_blocks.channel_mlp_skips[i].weight.grad
         assert _rel(block.channel_mlp_skip.weight.grad, gate) < 1e-4
+
+
+@pytest.mark.parametrize(
+    ("n_modes", "grid"), [((8,), (21,)), ((8, 6), (17, 16)), ((4, 6, 4), (9, 8, 10))]
+)
+@pytest.mark.parametrize("last", [False, True])
+def test_fused_block_matches_the_composed_modules(n_modes, grid, last):
+    """The fused FNO block (one autograd node) against the same block run module by module,
+    in float64: output, the input's gradient and every parameter's gradient."""
+    torch.manual_seed(0)
+    block = FNOBlock(6, n_modes, backend="gemm").double()
+    assert block._is_fusable(torch.zeros(1, 6, *grid), None)
+    x = torch.randn(3, 6, *grid, dtype=torch.float64, requires_grad=True)
+    upstream = torch.randn(3, 6, *grid, dtype=torch.float64)
+    results = []
+    for fuse in (True, False):
+        block.fuse = fuse
+        block.zero_grad()
+        x.grad = None
+        y = block(x, last=last)
+        y.backward(upstream)
+        grads = {name: p.grad.clone() for name, p in block.named_parameters()}
+        results.append((y.detach(), x.grad.clone(), grads))
+    (y_fused, gx_fused, g_fused), (y_ref, gx_ref, g_ref) = results
+    assert _rel(y_fused, y_ref) < 1e-12
+    assert _rel(gx_fused, gx_ref) < 1e-12
+    assert g_fused.keys() == g_ref.keys() and len(g_ref) == 8
+    for name in g_ref:
+        assert _rel(g_fused[name], g_ref[name]) < 1e-12, name
+
+
+@pytest.mark.parametrize("out_channels", [1, 5])
+def test_gelu_mlp_node_matches_its_formula(out_channels):
+    """The two-layer GELU ChannelMLP (one autograd node) against einsum and F.gelu in float64,
+    with the out_channels = 1 projection's broadcast input gradient."""
+    torch.manual_seed(0)
+    mlp = ChannelMLP(3, out_channels, 7).double()
+    assert mlp.is_gelu_pair
+    x = torch.randn(2, 3, 6, 5, dtype=torch.float64, requires_grad=True)
+    first, second = mlp.fcs
+    params = [first.weight, first.bias, second.weight, second.bias]
+    copies = [p.detach().clone().requires_grad_() for p in params]
+    x_ref = x.detach().clone().requires_grad_()
+    w1, b1, w2, b2 = copies
+    h = torch.einsum("oi,bixy->boxy", w1, x_ref) + b1[:, None, None]
+    y_ref = torch.einsum("oi,bixy->boxy", w2, F.gelu(h)) + b2[:, None, None]
+    y = mlp(x)
+    assert _rel(y, y_ref) < 1e-12
+    upstream = torch.randn_like(y)
+    y.backward(upstream)
+    y_ref.backward(upstream)
+    assert _rel(x.grad, x_ref.grad) < 1e-12
+    for p, q in zip(params, copies):
+        assert _rel(p.grad, q.grad) < 1e-12
 
 
 def test_registry_builds_fno_and_rejects_unknowns():

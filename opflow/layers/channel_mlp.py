@@ -14,50 +14,160 @@ from torch import nn
 __all__ = ["ChannelLinear", "ChannelMLP", "Identity", "SoftGating", "make_skip"]
 
 
+# Plain maps on flattened ``(B, C, N)`` tensors, outside autograd. The Functions below and the
+# fused FNO block (:class:`opflow.models.fno.FNOBlock`) write their backward from them.
+
+
+def linear(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    out: torch.Tensor | None = None,
+    accumulate: bool = False,
+) -> torch.Tensor:
+    """``W @ x[b] (+ bias)``: ``(B, Ci, N) -> (B, Co, N)``, into ``out`` if given (added to
+    it with ``accumulate``)."""
+    w = weight.expand(x.shape[0], -1, -1)
+    if accumulate:
+        if bias is not None:
+            out.add_(bias[None, :, None])
+        return out.baddbmm_(w, x)
+    if bias is None:
+        return torch.bmm(w, x, out=out)
+    return torch.baddbmm(bias[None, :, None], w, x, out=out)
+
+
+def linear_input_grad(
+    grad: torch.Tensor, weight: torch.Tensor, add_to: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``W^T @ grad[b]``: ``(B, Co, N) -> (B, Ci, N)``, added into ``add_to`` if given."""
+    if add_to is not None:
+        return add_to.baddbmm_(weight.T.expand(grad.shape[0], -1, -1), grad)
+    if weight.shape[0] == 1:  # an outer product: a broadcast multiply, not a K = 1 GEMM
+        return grad * weight.view(1, -1, 1)
+    return torch.bmm(weight.T.expand(grad.shape[0], -1, -1), grad)
+
+
+def linear_weight_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``sum_b grad[b] @ x[b]^T``: the ``(Co, Ci)`` weight gradient of :func:`linear`."""
+    return torch.bmm(grad, x.transpose(1, 2)).sum(dim=0)
+
+
+def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """``sum over batch and points of a * b`` per channel: ``(B, C, N)`` twice -> ``(C,)``."""
+    return torch.linalg.vecdot(a, b, dim=-1).sum(dim=0)
+
+
+def gelu_backward_(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``grad * GELU'(x)`` written into ``grad`` (which the caller owns) and returned."""
+    return torch.ops.aten.gelu_backward.grad_input(grad, x, approximate="none", grad_input=grad)
+
+
+def gelu_mlp_forward(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    b1: torch.Tensor,
+    w2: torch.Tensor,
+    b2: torch.Tensor,
+    out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """``W2 GELU(W1 x + b1) + b2`` on ``(B, Ci, N)`` (into ``out`` if given); also returns the
+    hidden ``(h, GELU(h))``."""
+    h = linear(x, w1, b1)
+    a = F.gelu(h)
+    return linear(a, w2, b2, out=out), (h, a)
+
+
+def gelu_mlp_backward(
+    grad: torch.Tensor,
+    x: torch.Tensor,
+    hidden: tuple[torch.Tensor, torch.Tensor],
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    need_input: bool = True,
+    input_grad_out: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, ...]:
+    """Gradients of :func:`gelu_mlp_forward` for ``x, w1, b1, w2, b2``.
+
+    The hidden gradient is formed in one buffer (GELU's backward in place); the input's is
+    written into ``input_grad_out`` if given (``grad`` itself may be passed: it is read first).
+    """
+    h, a = hidden
+    grad_w2, grad_b2 = linear_weight_grad(grad, a), grad.sum(dim=(0, 2))
+    grad_h = gelu_backward_(linear_input_grad(grad, w2), h)
+    grad_w1, grad_b1 = linear_weight_grad(grad_h, x), grad_h.sum(dim=(0, 2))
+    grad_x = None
+    if need_input:
+        w1_t = w1.T.expand(x.shape[0], -1, -1)
+        grad_x = torch.bmm(w1_t, grad_h, out=input_grad_out)
+    return grad_x, grad_w1, grad_b1, grad_w2, grad_b2
+
+
+def _flat(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(x.shape[0], x.shape[1], -1)
+
+
 class _ChannelLinearFn(torch.autograd.Function):
     """``(B, Ci, *s) -> (B, Co, *s)`` by ``W @ x[b] (+ bias)``, with a lean backward.
 
     Autograd through ``baddbmm`` with an expanded weight would build the ``(B, Co, Ci)``
     gradient of the expanded weight through extra copies; here it is one ``bmm`` and a sum,
-    and nothing but ``x`` and ``W`` is saved. With ``target``
-    given, the product is added into it in place and ``target`` is returned.
+    and nothing but ``x`` and ``W`` is saved. With ``target`` given, the product is added
+    into it in place and ``target`` is returned.
     """
 
     @staticmethod
     def forward(ctx, x, weight, bias, target):
-        flat = x.reshape(x.shape[0], x.shape[1], -1)
+        flat = _flat(x)
         ctx.save_for_backward(flat, weight)
         ctx.has_bias = bias is not None
         ctx.x_shape = x.shape
-        w = weight.expand(x.shape[0], -1, -1)
         if target is not None:
             ctx.mark_dirty(target)
-            flat_target = target.view(target.shape[0], target.shape[1], -1)
-            if bias is not None:
-                flat_target.add_(bias[None, :, None])
-            flat_target.baddbmm_(w, flat)
+            linear(flat, weight, bias, out=_flat(target), accumulate=True)
             return target
+        # allocated in its final shape: a view returned from a Function may not be modified
+        # in place later (and skips are added into it)
         out = x.new_empty(x.shape[0], weight.shape[0], *x.shape[2:])
-        flat_out = out.view(x.shape[0], weight.shape[0], -1)
-        if bias is None:
-            torch.bmm(w, flat, out=flat_out)
-        else:
-            torch.baddbmm(bias[None, :, None], w, flat, out=flat_out)
+        linear(flat, weight, bias, out=_flat(out))
         return out
 
     @staticmethod
     def backward(ctx, grad):
         flat, weight = ctx.saved_tensors
-        grad = grad.reshape(grad.shape[0], grad.shape[1], -1)
+        grad = _flat(grad)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = torch.bmm(weight.T.expand(flat.shape[0], -1, -1), grad).view(ctx.x_shape)
+            grad_x = linear_input_grad(grad, weight).view(ctx.x_shape)
         if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(grad, flat.transpose(1, 2)).sum(dim=0)
+            grad_w = linear_weight_grad(grad, flat)
         if ctx.has_bias and ctx.needs_input_grad[2]:
             grad_b = grad.sum(dim=(0, 2))
         grad_target = grad.view(ctx.x_shape[0], -1, *ctx.x_shape[2:])
         return grad_x, grad_w, grad_b, grad_target if ctx.needs_input_grad[3] else None
+
+
+class _GeluMLPFn(torch.autograd.Function):
+    """Two channel-linear layers with GELU between, as one node: the GELU backward runs in
+    place on the hidden gradient, and an ``out_channels = 1`` projection's input gradient is a
+    broadcast multiply."""
+
+    @staticmethod
+    def forward(ctx, x, w1, b1, w2, b2):
+        flat = _flat(x)
+        out = x.new_empty(x.shape[0], w2.shape[0], *x.shape[2:])
+        _, hidden = gelu_mlp_forward(flat, w1, b1, w2, b2, out=_flat(out))
+        ctx.save_for_backward(flat, *hidden, w1, w2)
+        ctx.x_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        flat, h, a, w1, w2 = ctx.saved_tensors
+        grad_x, *grads = gelu_mlp_backward(
+            _flat(grad), flat, (h, a), w1, w2, need_input=ctx.needs_input_grad[0]
+        )
+        return (None if grad_x is None else grad_x.view(ctx.x_shape)), *grads
 
 
 class ChannelLinear(nn.Module):
@@ -103,7 +213,20 @@ class ChannelMLP(nn.Module):
         self.non_linearity = non_linearity
         self.dropout = nn.Dropout(dropout) if dropout > 0 else None
 
+    @property
+    def is_gelu_pair(self) -> bool:
+        """Two biased layers, GELU between, no dropout: computed as one autograd node."""
+        return (
+            len(self.fcs) == 2
+            and self.non_linearity is F.gelu
+            and self.dropout is None
+            and all(fc.bias is not None for fc in self.fcs)
+        )
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.is_gelu_pair:
+            first, second = self.fcs
+            return _GeluMLPFn.apply(x, first.weight, first.bias, second.weight, second.bias)
         for i, fc in enumerate(self.fcs):
             x = fc(x)
             if i < len(self.fcs) - 1:
@@ -117,8 +240,8 @@ class _SoftGatingFn(torch.autograd.Function):
     """``w * x`` (or ``t + w * x`` in place in ``t``), with a backward of two passes.
 
     Autograd through ``addcmul_`` multiplies by the scalar ``value`` and reduces the weight
-    gradient with ``sum_to_size``: five full-size passes where ``grad * w`` and a fused
-    ``(grad * x).sum`` need two.
+    gradient with ``sum_to_size``: five full-size passes where ``grad * w`` and a per-channel
+    dot product (:func:`channel_dot`) need two.
     """
 
     @staticmethod
@@ -135,8 +258,7 @@ class _SoftGatingFn(torch.autograd.Function):
         grad_x = grad * weight if ctx.needs_input_grad[0] else None
         grad_w = None
         if ctx.needs_input_grad[1]:
-            reduce = [d for d in range(grad.ndim) if weight.shape[d] == 1]
-            grad_w = (grad * x).sum(dim=reduce, keepdim=True)
+            grad_w = channel_dot(_flat(grad.contiguous()), _flat(x)).view(weight.shape)
         return grad_x, grad_w, grad if ctx.needs_input_grad[2] else None
 
 
