@@ -68,14 +68,15 @@ def gelu_mlp_forward(
     w1: torch.Tensor,
     b1: torch.Tensor,
     w2: torch.Tensor,
-    b2: torch.Tensor,
+    b2: torch.Tensor | None,
     out: torch.Tensor | None = None,
+    accumulate: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-    """``W2 GELU(W1 x + b1) + b2`` on ``(B, Ci, N)`` (into ``out`` if given); also returns the
-    hidden ``(h, GELU(h))``."""
+    """``W2 GELU(W1 x + b1) + b2`` on ``(B, Ci, N)``, into ``out`` if given (added to it with
+    ``accumulate``); also returns the hidden ``(h, GELU(h))``."""
     h = linear(x, w1, b1)
     a = F.gelu(h)
-    return linear(a, w2, b2, out=out), (h, a)
+    return linear(a, w2, b2, out=out, accumulate=accumulate), (h, a)
 
 
 def gelu_mlp_backward(

@@ -34,7 +34,6 @@ from opflow.layers import (
     make_skip,
 )
 from opflow.layers.channel_mlp import (
-    channel_dot,
     gelu_backward_,
     gelu_mlp_backward,
     gelu_mlp_forward,
@@ -74,10 +73,10 @@ class _FusedFNOBlock(torch.autograd.Function):
     ``W_skip``; the channel MLP's ``w1, b1, w2, b2``; the soft gate ``G``. Composed, the block's
     input feeds three branches, so autograd sums three full-size gradients, and every GELU
     backward and gate reduction allocates a full-size temporary. Here ``x``'s gradient is
-    built in one buffer (the gate writes it, the skip and the spectral conv add into it), the
-    GELU backwards run in place on buffers this node owns, and the MLP's input gradient
-    reuses the buffer of the block output's. 8-15% faster for the whole FNO at 64² on two CPU
-    threads (``benchmarks/RESULTS.md``).
+    built in one buffer (the gate's share, then the skip and the spectral conv add into it),
+    the GELU backwards run in place on buffers this node owns, and the MLP's input gradient
+    reuses the buffer of the gate's weight-gradient product. The gain is measured in
+    ``benchmarks/RESULTS.md``.
     """
 
     @staticmethod
@@ -88,8 +87,9 @@ class _FusedFNOBlock(torch.autograd.Function):
         flat_x, flat_y = x.view(batch, channels, -1), y.view(batch, channels, -1)
         linear(flat_x, skip_weight, out=flat_y, accumulate=True)
         act_y = flat_y if last else F.gelu(flat_y)
-        z, hidden = gelu_mlp_forward(act_y, w1, b1, w2, b2)
-        z.addcmul_(gate.view(1, channels, 1), flat_x)
+        # the MLP's output GEMM adds into b2 + G x: one pass fewer than adding the gate after
+        z = torch.addcmul(b2.view(1, -1, 1), gate.view(1, -1, 1), flat_x)
+        _, hidden = gelu_mlp_forward(act_y, w1, b1, w2, None, out=z, accumulate=True)
         out = z if last else F.gelu(z)
         ctx.save_for_backward(flat_x, flat_y, act_y, *hidden, z, skip_weight, w1, w2, gate)
         ctx.conv_saved, ctx.n_modes, ctx.last = conv_saved, n_modes, last
@@ -104,11 +104,18 @@ class _FusedFNOBlock(torch.autograd.Function):
         # the engine's gradient is not ours to overwrite; from here on every buffer is
         grad_z = grad_out if ctx.last else torch.ops.aten.gelu_backward(grad_out, z)
         need_x = ctx.needs_input_grad[0]
-        grad_x = grad_z * gate.view(1, -1, 1) if need_x else None
-        grad_gate = channel_dot(grad_z, flat_x).view(gate.shape)
+        # the gate's gradient sum(grad_z * x) goes through a buffer that then takes the MLP's
+        # input gradient: one full-size allocation for both
+        product = torch.mul(grad_z, flat_x)
+        grad_gate = product.sum(dim=(0, 2)).view(gate.shape)
         grad_act_y, grad_w1, grad_b1, grad_w2, grad_b2 = gelu_mlp_backward(
-            grad_z, act_y, (h, a), w1, w2, input_grad_out=None if ctx.last else grad_z
+            grad_z, act_y, (h, a), w1, w2, input_grad_out=product
         )
+        # grad_z is now only needed for the gate's share of the input gradient
+        grad_x = None
+        if need_x:
+            gate_column = gate.view(1, -1, 1)
+            grad_x = torch.mul(grad_z, gate_column) if ctx.last else grad_z.mul_(gate_column)
         grad_y = grad_act_y if ctx.last else gelu_backward_(grad_act_y, flat_y)
         grad_skip = linear_weight_grad(grad_y, flat_x)
         if need_x:
