@@ -10,6 +10,7 @@ from collections.abc import Callable
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 __all__ = ["ChannelLinear", "ChannelMLP", "Identity", "SoftGating", "make_skip"]
 
@@ -163,6 +164,7 @@ class _GeluMLPFn(torch.autograd.Function):
         return out
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad):
         flat, h, a, w1, w2 = ctx.saved_tensors
         grad_x, *grads = gelu_mlp_backward(

@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers import (
@@ -98,6 +99,7 @@ class _FusedFNOBlock(torch.autograd.Function):
         return out.view(x.shape)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_out):
         flat_x, flat_y, act_y, h, a, z, skip_weight, w1, w2, gate = ctx.saved_tensors
         x_shape, weight_shape, bias_shape = ctx.shapes

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 import torch
 from torch import nn
+from torch.autograd.function import once_differentiable
 
 from opflow.errors import ShapeError
 from opflow.spectral import backends
@@ -169,6 +170,7 @@ class _GemmSpectralConv(torch.autograd.Function):
         return y
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         grad_x, grad_weight, grad_bias = gemm_conv_backward(
             grad_y, ctx.saved_tensors, ctx.n_modes, ctx.input_shape, ctx.needs_input_grad[0]

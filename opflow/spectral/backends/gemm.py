@@ -44,6 +44,7 @@ from collections.abc import Sequence
 from functools import lru_cache
 
 import torch
+from torch.autograd.function import once_differentiable
 
 from opflow.spectral import fourier
 
@@ -278,6 +279,7 @@ class _Analysis(torch.autograd.Function):
         return analysis(x, n_modes)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_spec):
         return analysis_adjoint(grad_spec, ctx.n_modes, ctx.shape), None
 
@@ -289,6 +291,7 @@ class _Synthesis(torch.autograd.Function):
         return synthesis(spec, n_modes, channels, out_shape)
 
     @staticmethod
+    @once_differentiable
     def backward(ctx, grad_y):
         return synthesis_adjoint(grad_y, ctx.n_modes), None, None, None
 
