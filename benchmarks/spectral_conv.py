@@ -1,9 +1,12 @@
 """SpectralConv and FNO speed: opflow vs neuraloperator vs the plain torch.fft path.
 
-Every row is measured in this one process, the candidates interleaved repetition by
-repetition, and reported as medians with the ratio neuraloperator / opflow (> 1: opflow faster):
-the ratio of the medians, and the paired ratio (median over rounds of the two calls made back
-to back), which cancels most of the VM's speed drift.
+The candidates of a row are measured in one process, interleaved repetition by repetition, and
+reported as medians with the ratio neuraloperator / opflow (> 1: opflow faster): the ratio of
+the medians, and the paired ratio (median over rounds of the two calls made back to back),
+which cancels most of the VM's speed drift. Each (table, grid, modes) runs in a fresh Python
+process: glibc's malloc adapts its thresholds to the sizes freed before, so rows measured after
+others (the 128² SpectralConv's 33 MB tensors before the 64² FNO) would inherit an allocator
+state that depends on the order of the rows; a fresh process is the state a training run has.
 
     python benchmarks/spectral_conv.py                  # default allocator
     MALLOC_MMAP_MAX_=0 python benchmarks/spectral_conv.py   # glibc keeps freed memory
@@ -17,6 +20,8 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
+import sys
 import time
 
 import torch
@@ -99,6 +104,64 @@ def _timed(fn) -> float:
     return time.perf_counter() - t0
 
 
+def spectral_conv_rows(n: int, m: int, reps: int, peak: float) -> None:
+    """The fwd and fwd+bwd rows of the SpectralConv table for an ``n``² grid, ``m`` modes."""
+    from neuralop.layers.spectral_convolution import SpectralConv as NeuralopConv
+
+    x = torch.randn(16, 32, n, n, requires_grad=True)
+    ours = SpectralConv(32, 32, (m, m), backend="auto")
+    ref = SpectralConv(32, 32, (m, m), backend="fft")
+    theirs = NeuralopConv(32, 32, (m, m))
+    for label, make in (("fwd", _fwd), ("fwd+bwd", _fwd_bwd)):
+        times = interleaved_times(
+            {"neuralop": make(theirs, x), "fft": make(ref, x), "opflow": make(ours, x)}, reps
+        )
+        r = {k: statistics.median(v) for k, v in times.items()}
+        paired = paired_ratio(times, "neuralop", "opflow")
+        rate = ""
+        if label == "fwd":
+            xd = x.detach()
+
+            def transforms(xd=xd, modes=(m, m), grid=(n, n)):
+                gemm.synthesize(gemm.analyze(xd, modes), modes, 32, grid)
+
+            t_tr = min(_timed(transforms) for _ in range(3))
+            flops = gemm_flops(n, (m, m), 16, 32) / t_tr
+            rate = f"{flops / 1e9:.0f} ({100 * flops / peak:.0f}%)"
+        print(
+            f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.1f} | {1e3 * r['fft']:.1f} | "
+            f"{1e3 * r['opflow']:.1f} | **{r['neuralop'] / r['opflow']:.2f}×** | "
+            f"{paired:.2f}× | {r['fft'] / r['opflow']:.2f}× | {rate} |",
+            flush=True,
+        )
+
+
+def fno_rows(n: int, m: int, reps: int) -> None:
+    """The fwd and fwd+bwd rows of the FNO table for an ``n``² grid, ``m`` modes."""
+    from neuralop.models import FNO as NeuralopFNO
+
+    x = torch.randn(16, 1, n, n)
+    theirs = NeuralopFNO(n_modes=(m, m), in_channels=1, out_channels=1, hidden_channels=32)
+    ours = from_neuralop(theirs)
+    for label, make in (("fwd", _fwd), ("fwd+bwd", _fwd_bwd)):
+        times = interleaved_times({"neuralop": make(theirs, x), "opflow": make(ours, x)}, reps)
+        r = {k: statistics.median(v) for k, v in times.items()}
+        paired = paired_ratio(times, "neuralop", "opflow")
+        print(
+            f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.0f} | "
+            f"{1e3 * r['opflow']:.0f} | **{r['neuralop'] / r['opflow']:.2f}×** | "
+            f"{paired:.2f}× |",
+            flush=True,
+        )
+
+
+def _run_case(case: str, args: argparse.Namespace) -> None:
+    """Rows of one table for one (grid, modes), in a fresh process (see the module docstring)."""
+    command = [sys.executable, __file__, "--case", case, "--reps", str(args.reps)]
+    command += ["--fno-reps", str(args.fno_reps), "--peak", str(args.peak)]
+    subprocess.run(command, check=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[64, 128, 256])
@@ -109,85 +172,47 @@ def main() -> None:
     parser.add_argument(
         "--auto-sweep", action="store_true", help="only the gemm-vs-fft sweep behind backend='auto'"
     )
+    parser.add_argument("--case", help=argparse.SUPPRESS)  # internal: "sc:64:16" or "fno:64:16"
+    parser.add_argument("--peak", type=float, default=0.0, help=argparse.SUPPRESS)
     args = parser.parse_args()
-
-    from neuralop.layers.spectral_convolution import SpectralConv as NeuralopConv
-    from neuralop.models import FNO as NeuralopFNO
 
     torch.set_num_threads(2)
     torch.manual_seed(0)
+    if args.case:
+        kind, n, m = args.case.split(":")
+        if kind == "sc":
+            spectral_conv_rows(int(n), int(m), args.reps, args.peak)
+        else:
+            reps = args.fno_reps if int(n) < 256 else max(3, args.fno_reps // 2)
+            fno_rows(int(n), int(m), reps)
+        return
+
     allocator = "MALLOC_MMAP_MAX_=0" if os.environ.get("MALLOC_MMAP_MAX_") == "0" else "default"
     print(f"torch {torch.__version__}, threads 2, allocator: {allocator}")
-    peak = measured_peak()
-    print(f"measured float32 GEMM peak (2048^3): {peak / 1e9:.0f} GFLOP/s\n")
+    args.peak = measured_peak()
+    print(f"measured float32 GEMM peak (2048^3): {args.peak / 1e9:.0f} GFLOP/s\n")
 
     if args.auto_sweep:
         auto_sweep(args.reps)
         return
 
+    cases = [(n, m) for n in args.sizes for m in args.modes if m <= n // 2]
     print("SpectralConv, batch 16, 32->32 channels (ms, median)")
     print(
         "| grid | modes | pass | neuralop | torch.fft | opflow | ratio vs neuralop | "
         "paired ratio | ratio vs fft | GEMM GFLOP/s (% peak) |"
     )
-    print("|---|---|---|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        for m in args.modes:
-            if m > n // 2:
-                continue
-            x = torch.randn(16, 32, n, n, requires_grad=True)
-            ours = SpectralConv(32, 32, (m, m), backend="auto")
-            ref = SpectralConv(32, 32, (m, m), backend="fft")
-            theirs = NeuralopConv(32, 32, (m, m))
-            for label, make, reps in (("fwd", _fwd, args.reps), ("fwd+bwd", _fwd_bwd, args.reps)):
-                times = interleaved_times(
-                    {"neuralop": make(theirs, x), "fft": make(ref, x), "opflow": make(ours, x)},
-                    reps,
-                )
-                r = {k: statistics.median(v) for k, v in times.items()}
-                paired = paired_ratio(times, "neuralop", "opflow")
-                rate = ""
-                if label == "fwd":
-                    xd = x.detach()
-
-                    def transforms(xd=xd, modes=(m, m), grid=(n, n)):
-                        gemm.synthesize(gemm.analyze(xd, modes), modes, 32, grid)
-
-                    t_tr = min(_timed(transforms) for _ in range(3))
-                    flops = gemm_flops(n, (m, m), 16, 32) / t_tr
-                    rate = f"{flops / 1e9:.0f} ({100 * flops / peak:.0f}%)"
-                print(
-                    f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.1f} | {1e3 * r['fft']:.1f} | "
-                    f"{1e3 * r['opflow']:.1f} | **{r['neuralop'] / r['opflow']:.2f}×** | "
-                    f"{paired:.2f}× | {r['fft'] / r['opflow']:.2f}× | {rate} |",
-                    flush=True,
-                )
+    print("|---|---|---|---|---|---|---|---|---|---|", flush=True)
+    for n, m in cases:
+        _run_case(f"sc:{n}:{m}", args)
 
     if args.no_fno:
         return
     print("\nFNO, hidden 32, 4 layers, 1->1 channels, batch 16 (ms, median; same weights)")
     print("| grid | modes | pass | neuralop | opflow | ratio | paired ratio |")
-    print("|---|---|---|---|---|---|---|")
-    for n in args.sizes:
-        for m in args.modes:
-            if m > n // 2:
-                continue
-            x = torch.randn(16, 1, n, n)
-            theirs = NeuralopFNO(n_modes=(m, m), in_channels=1, out_channels=1, hidden_channels=32)
-            ours = from_neuralop(theirs)
-            reps = args.fno_reps if n < 256 else max(3, args.fno_reps // 2)
-            for label, make in (("fwd", _fwd), ("fwd+bwd", _fwd_bwd)):
-                times = interleaved_times(
-                    {"neuralop": make(theirs, x), "opflow": make(ours, x)}, reps
-                )
-                r = {k: statistics.median(v) for k, v in times.items()}
-                paired = paired_ratio(times, "neuralop", "opflow")
-                print(
-                    f"| {n}² | {m} | {label} | {1e3 * r['neuralop']:.0f} | "
-                    f"{1e3 * r['opflow']:.0f} | **{r['neuralop'] / r['opflow']:.2f}×** | "
-                    f"{paired:.2f}× |",
-                    flush=True,
-                )
+    print("|---|---|---|---|---|---|---|", flush=True)
+    for n, m in cases:
+        _run_case(f"fno:{n}:{m}", args)
 
 
 def auto_sweep(reps: int) -> None:
