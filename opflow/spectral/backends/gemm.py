@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 
 import torch
@@ -178,24 +178,16 @@ def _from_canonical(
     return _gather(t, sources, 2).view(batch * channels, -1, 2, last_kept)
 
 
-def _analysis_mats(
-    n_modes: tuple[int, ...], grid: Sequence[int], dtype: torch.dtype, device: torch.device
+def _step_mats(
+    step: Callable[..., torch.Tensor],
+    n_modes: tuple[int, ...],
+    grid: Sequence[int],
+    dtype: torch.dtype,
+    device: torch.device,
 ) -> list[torch.Tensor]:
+    """The matrices of every axis for ``fourier.analysis_step`` or ``fourier.synthesis_step``."""
     d = len(n_modes)
-    return [
-        fourier.analysis_step(n, m, a, d, dtype, device)
-        for a, (n, m) in enumerate(zip(grid, n_modes))
-    ]
-
-
-def _synthesis_mats(
-    n_modes: tuple[int, ...], grid: Sequence[int], dtype: torch.dtype, device: torch.device
-) -> list[torch.Tensor]:
-    d = len(n_modes)
-    return [
-        fourier.synthesis_step(n, m, a, d, dtype, device)
-        for a, (n, m) in enumerate(zip(grid, n_modes))
-    ]
+    return [step(n, m, a, d, dtype, device) for a, (n, m) in enumerate(zip(grid, n_modes))]
 
 
 def _analyze(x: torch.Tensor, mats: list[torch.Tensor], n_modes: tuple[int, ...]) -> torch.Tensor:
@@ -231,7 +223,7 @@ def _last_kept(n_modes: tuple[int, ...]) -> int:
 
 def analysis(x: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:
     """Kept spectrum of real ``x`` ``(B, C, *s)``, canonical ``(M_total, B, 2C)``."""
-    mats = _analysis_mats(n_modes, x.shape[2:], x.dtype, x.device)
+    mats = _step_mats(fourier.analysis_step, n_modes, x.shape[2:], x.dtype, x.device)
     return _analyze(x.contiguous(), mats, n_modes)
 
 
@@ -247,7 +239,7 @@ def analysis_adjoint(
     (a contiguous ``(B, C, *s)`` tensor) the result is added into it in place and returned.
     """
     spatial = tuple(shape[2:])
-    mats = _analysis_mats(n_modes, spatial, grad_spec.dtype, grad_spec.device)
+    mats = _step_mats(fourier.analysis_step, n_modes, spatial, grad_spec.dtype, grad_spec.device)
     transposed = [fourier.transposed(m) for m in mats]
     return _synthesize(grad_spec, transposed, n_modes, shape[1], spatial, add_to)
 
@@ -262,13 +254,14 @@ def synthesis(
     """Real field ``(B, channels, *output_shape)`` from a canonical spectrum (added into
     ``add_to`` in place if given)."""
     out_shape = tuple(int(s) for s in output_shape)
-    mats = _synthesis_mats(n_modes, out_shape, spec.dtype, spec.device)
+    mats = _step_mats(fourier.synthesis_step, n_modes, out_shape, spec.dtype, spec.device)
     return _synthesize(spec, mats, n_modes, channels, out_shape, add_to)
 
 
 def synthesis_adjoint(grad_y: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:
     """Adjoint of :func:`synthesis`: the analysis routine with the transposed matrices."""
-    mats = _synthesis_mats(n_modes, grad_y.shape[2:], grad_y.dtype, grad_y.device)
+    grid = grad_y.shape[2:]
+    mats = _step_mats(fourier.synthesis_step, n_modes, grid, grad_y.dtype, grad_y.device)
     return _analyze(grad_y.contiguous(), [fourier.transposed(m) for m in mats], n_modes)
 
 
