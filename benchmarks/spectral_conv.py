@@ -181,7 +181,7 @@ def main() -> None:
     if args.case:
         kind, n, m = args.case.split(":")
         if kind == "sc":
-            spectral_conv_rows(int(n), int(m), args.reps, args.peak)
+            spectral_conv_rows(int(n), int(m), args.reps, args.peak or measured_peak())
         else:
             reps = args.fno_reps if int(n) < 256 else max(3, args.fno_reps // 2)
             fno_rows(int(n), int(m), reps)

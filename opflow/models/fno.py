@@ -229,7 +229,7 @@ class FNOBlock(nn.Module):
                 last,
             )
         # Skips are added in place into fresh outputs (the conv's, the MLP's): on CPUs every
-        # full-size temporary costs page faults comparable to the arithmetic.
+        # full-size temporary is a pass through memory that misses the caches.
         y = self.conv(x, output_shape=output_shape)
         y = self._add_skip(self.fno_skip, x, y, output_shape)
         if self.local is not None:

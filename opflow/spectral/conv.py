@@ -111,6 +111,16 @@ def mix_modes(spec: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     return _MixModes.apply(spec, weight)
 
 
+def _add_bias(spec: torch.Tensor, bias: torch.Tensor, n_modes: Sequence[int]) -> None:
+    """Add a per-channel constant to a mixed canonical spectrum ``(M_total, B, 2*Co)``.
+
+    A constant field is its ``k = 0`` coefficient (forward normalisation), so the bias goes into
+    the small spectrum: no pass over the full-size output, forward or backward, and the same
+    constant on every output grid.
+    """
+    spec[zero_mode_index(n_modes), :, : bias.numel()] += bias.view(-1)
+
+
 def gemm_conv_forward(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -127,12 +137,9 @@ def gemm_conv_forward(
     spec = gemm.analysis(x, n_modes)
     block = _block_weight(weight)
     mixed = torch.bmm(spec, block)
-    co = weight.shape[2]
     if bias is not None:
-        # a constant field is its k = 0 coefficient (forward normalisation): the bias goes into
-        # the small spectrum, and is the same constant on every output grid
-        mixed[zero_mode_index(n_modes), :, :co] += bias.view(-1)
-    return gemm.synthesis(mixed, n_modes, co, output_shape), (spec, block)
+        _add_bias(mixed, bias, n_modes)
+    return gemm.synthesis(mixed, n_modes, weight.shape[2], output_shape), (spec, block)
 
 
 def gemm_conv_backward(
@@ -277,10 +284,7 @@ class SpectralConv(nn.Module):
             return y if self.bias is None else y.add_(self.bias)
         spec = mix_modes(backend.analyze(x, self.n_modes), weight)
         if self.bias is not None:
-            # A constant field is its k = 0 coefficient (forward normalisation), so the bias
-            # is added to the small spectrum: no pass over the full-size output, forward or
-            # backward, and the same constant on every output grid.
-            spec[zero_mode_index(self.n_modes), :, : self.out_channels] += self.bias.view(-1)
+            _add_bias(spec, self.bias, self.n_modes)
         return backend.synthesize(spec, self.n_modes, self.out_channels, out_shape)
 
     def extra_repr(self) -> str:

@@ -84,7 +84,10 @@ def _synthesis_steps(
             t = flat @ mats[axis].T if q == 1 else torch.matmul(mats[axis], flat)
         elif q == 1:  # the last step writes (or adds) straight into the result
             result = out.view(rows, -1)
-            result.addmm_(flat, mats[0].T) if accumulate else torch.mm(flat, mats[0].T, out=result)
+            if accumulate:
+                result.addmm_(flat, mats[0].T)
+            else:
+                torch.mm(flat, mats[0].T, out=result)
         else:
             result = out.view(rows, -1, q)
             if accumulate:
