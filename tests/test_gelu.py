@@ -1,0 +1,151 @@
+"""The GELU kernel (opflow/native/gelu.c) against float64 torch, and its torch fallback."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from opflow import native
+from opflow.layers.gelu import gelu, gelu_backward, uses_kernel
+
+needs_kernel = pytest.mark.skipif(
+    native.status("gelu") != "loaded", reason=f"GELU kernel unavailable: {native.status('gelu')}"
+)
+
+
+def _reference(x: torch.Tensor) -> torch.Tensor:
+    return F.gelu(x.double())
+
+
+def _reference_grad(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return torch.ops.aten.gelu_backward(grad.double(), x.double())
+
+
+def _inputs() -> torch.Tensor:
+    g = torch.Generator().manual_seed(0)
+    dense = torch.linspace(-12.0, 12.0, 400_001)
+    return torch.cat([dense, 4 * torch.randn(100_003, generator=g)])
+
+
+@needs_kernel
+def test_gelu_kernel_matches_float64_to_2e7_relative():
+    """|error| <= 2.5e-7 max(1, |x|): torch's own float32 GELU is within 2.6e-7 of float64."""
+    x = _inputs()
+    assert uses_kernel(x)
+    err = (gelu(x).double() - _reference(x)).abs() / x.abs().clamp(min=1).double()
+    assert err.max().item() < 2.5e-7
+
+
+@needs_kernel
+def test_gelu_backward_kernel_matches_float64_to_3e7():
+    x = _inputs()
+    grad = torch.randn(x.shape, generator=torch.Generator().manual_seed(1))
+    err = (gelu_backward(grad, x).double() - _reference_grad(grad, x)).abs()
+    assert (err / grad.abs().double().clamp(min=1)).max().item() < 3e-7
+
+
+@needs_kernel
+def test_gelu_kernel_edges_and_special_values():
+    """Huge negative x gives 0 (not x times a rounding error), inf and nan as torch gives them."""
+    x = torch.tensor([0.0, 1e-30, -1e-30, 1e30, -1e30, -6.0, -50.0, float("inf")])
+    expected = torch.tensor([0.0, 5e-31, -5e-31, 1e30, 0.0, 0.0, 0.0, float("inf")])
+    torch.testing.assert_close(gelu(x), expected, atol=1e-7, rtol=1e-6)
+    ones = torch.ones_like(x)
+    expected_grad = torch.tensor([0.5, 0.5, 0.5, 1.0, 0.0, 0.0, 0.0, float("nan")])
+    torch.testing.assert_close(
+        gelu_backward(ones, x), expected_grad, atol=1e-7, rtol=1e-6, equal_nan=True
+    )
+    for special in (float("nan"), -float("inf")):  # torch: nan for both
+        t = torch.full((9,), special)
+        assert torch.isnan(gelu(t)).all() and torch.isnan(gelu_backward(torch.ones(9), t)).all()
+
+
+@needs_kernel
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16383, 16385, 40_001])
+def test_gelu_kernel_every_length_and_thread_count(n):
+    """Partial vectors and partial thread blocks are computed, and threads do not change bits."""
+    x = 3 * torch.randn(n, generator=torch.Generator().manual_seed(n))
+    grad = torch.randn(n, generator=torch.Generator().manual_seed(n + 1))
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        one_thread = gelu(x), gelu_backward(grad, x)
+    finally:
+        torch.set_num_threads(threads)
+    torch.set_num_threads(2)
+    try:
+        two_threads = gelu(x), gelu_backward(grad, x)
+    finally:
+        torch.set_num_threads(threads)
+    for a, b in zip(one_thread, two_threads):
+        assert torch.equal(a, b)
+    assert (one_thread[0].double() - _reference(x)).abs().max().item() < 3e-6
+    assert (one_thread[1].double() - _reference_grad(grad, x)).abs().max().item() < 3e-6
+
+
+@needs_kernel
+def test_gelu_kernel_in_place_equals_out_of_place():
+    x = 3 * torch.randn(3, 5, 1001, generator=torch.Generator().manual_seed(2))
+    grad = torch.randn(3, 5, 1001, generator=torch.Generator().manual_seed(3))
+    expected, expected_grad = gelu(x), gelu_backward(grad, x)
+    y = x.clone()
+    assert torch.equal(gelu(y, out=y), expected)
+    g = grad.clone()
+    assert torch.equal(gelu_backward(g, x, out=g), expected_grad)
+    y = x.clone()
+    assert torch.equal(gelu_backward(grad, y, out=y), expected_grad)
+
+
+def test_other_dtypes_and_layouts_are_torch_exactly():
+    """float64 and non-contiguous tensors take torch's op: the same bits as F.gelu."""
+    g = torch.Generator().manual_seed(4)
+    x64 = torch.randn(4, 100, dtype=torch.float64, generator=g)
+    grad64 = torch.randn(4, 100, dtype=torch.float64, generator=g)
+    assert torch.equal(gelu(x64), F.gelu(x64))
+    assert torch.equal(gelu_backward(grad64, x64), torch.ops.aten.gelu_backward(grad64, x64))
+    strided = torch.randn(100, 4, generator=g).T
+    assert not uses_kernel(strided)
+    assert torch.equal(gelu(strided), F.gelu(strided))
+    assert not uses_kernel(torch.randn(4), torch.randn(3, 4))  # shapes differ: torch's op
+
+
+def test_a_tensor_under_autograd_keeps_its_gradient():
+    x = torch.randn(50, requires_grad=True)
+    gelu(x).sum().backward()
+    torch.testing.assert_close(x.grad, torch.ops.aten.gelu_backward(torch.ones(50), x.detach()))
+
+
+def test_disabled_kernel_says_why_and_falls_back():
+    code = (
+        "import torch, torch.nn.functional as F\n"
+        "from opflow import native\n"
+        "from opflow.layers.gelu import gelu\n"
+        "x = torch.randn(1000)\n"
+        "print(native.status('gelu'))\n"
+        "print(torch.equal(gelu(x), F.gelu(x)))\n"
+    )
+    env = {**os.environ, "OPFLOW_NATIVE": "0"}
+    out = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
+    ).stdout.splitlines()
+    assert out == ["disabled by OPFLOW_NATIVE=0", "True"]
+
+
+def test_erf_coefficients_in_the_kernel_come_from_the_fit():
+    from opflow.native.fit_erf import fit
+
+    source = (Path(native.__file__).parent / "gelu.c").read_text()
+    p, q, max_err = fit()
+    assert max_err < 5e-8
+    for name, fitted in (("ERF_P", p), ("ERF_Q", q)):
+        body = re.search(rf"{name}\[\d+\] = \{{([^}}]*)\}}", source).group(1)
+        in_source = [float(v.strip().rstrip("f")) for v in body.split(",")]
+        np.testing.assert_allclose(in_source, fitted, rtol=1e-6)
