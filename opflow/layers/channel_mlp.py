@@ -12,6 +12,8 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
+from opflow.layers.gelu import gelu, gelu_backward
+
 __all__ = ["ChannelLinear", "ChannelMLP", "Identity", "SoftGating", "make_skip"]
 
 
@@ -59,11 +61,6 @@ def channel_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.linalg.vecdot(a, b, dim=-1).sum(dim=0)
 
 
-def gelu_backward_(grad: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """``grad * GELU'(x)`` written into ``grad`` (which the caller owns) and returned."""
-    return torch.ops.aten.gelu_backward.grad_input(grad, x, approximate="none", grad_input=grad)
-
-
 def gelu_mlp_forward(
     x: torch.Tensor,
     w1: torch.Tensor,
@@ -76,7 +73,7 @@ def gelu_mlp_forward(
     """``W2 GELU(W1 x + b1) + b2`` on ``(B, Ci, N)``, into ``out`` if given (added to it with
     ``accumulate``); also returns the hidden ``(h, GELU(h))``."""
     h = linear(x, w1, b1)
-    a = F.gelu(h)
+    a = gelu(h)
     return linear(a, w2, b2, out=out, accumulate=accumulate), (h, a)
 
 
@@ -96,7 +93,8 @@ def gelu_mlp_backward(
     """
     h, a = hidden
     grad_w2, grad_b2 = linear_weight_grad(grad, a), grad.sum(dim=(0, 2))
-    grad_h = gelu_backward_(linear_input_grad(grad, w2), h)
+    grad_a = linear_input_grad(grad, w2)
+    grad_h = gelu_backward(grad_a, h, out=grad_a)
     grad_w1, grad_b1 = linear_weight_grad(grad_h, x), grad_h.sum(dim=(0, 2))
     grad_x = None
     if need_input:

@@ -35,13 +35,13 @@ from opflow.layers import (
     make_skip,
 )
 from opflow.layers.channel_mlp import (
-    gelu_backward_,
     gelu_mlp_backward,
     gelu_mlp_forward,
     linear,
     linear_input_grad,
     linear_weight_grad,
 )
+from opflow.layers.gelu import gelu, gelu_backward
 from opflow.models.registry import register
 from opflow.spectral import SpectralConv, backends, check_grid, fourier_resample
 from opflow.spectral.conv import gemm_conv_backward, gemm_conv_forward
@@ -87,12 +87,12 @@ class _FusedFNOBlock(torch.autograd.Function):
         y, conv_saved = gemm_conv_forward(x, weight, conv_bias, n_modes, tuple(spatial))
         flat_x, flat_y = x.view(batch, channels, -1), y.view(batch, channels, -1)
         linear(flat_x, skip_weight, out=flat_y, accumulate=True)
-        act_y = flat_y if last else F.gelu(flat_y)
+        act_y = flat_y if last else gelu(flat_y)
         # the MLP's output GEMM adds into b2 + G x: one pass fewer than adding the gate after
         # (torch.addcmul with a broadcast first operand takes a slow path: 4x a mul)
         z = torch.mul(flat_x, gate.view(1, -1, 1)).add_(b2.view(1, -1, 1))
         _, hidden = gelu_mlp_forward(act_y, w1, b1, w2, None, out=z, accumulate=True)
-        out = z if last else F.gelu(z)
+        out = z if last else gelu(z)
         ctx.save_for_backward(flat_x, flat_y, act_y, *hidden, z, skip_weight, w1, w2, gate)
         ctx.conv_saved, ctx.n_modes, ctx.last = conv_saved, n_modes, last
         ctx.shapes = (x.shape, conv_weight.shape, None if conv_bias is None else conv_bias.shape)
@@ -105,7 +105,7 @@ class _FusedFNOBlock(torch.autograd.Function):
         x_shape, weight_shape, bias_shape = ctx.shapes
         grad_out = grad_out.contiguous().view(flat_x.shape)
         # the engine's gradient is not ours to overwrite; from here on every buffer is
-        grad_z = grad_out if ctx.last else torch.ops.aten.gelu_backward(grad_out, z)
+        grad_z = grad_out if ctx.last else gelu_backward(grad_out, z)
         need_x = ctx.needs_input_grad[0]
         # the gate's gradient sum(grad_z * x) goes through a buffer that then takes the MLP's
         # input gradient: one full-size allocation for both
@@ -119,7 +119,7 @@ class _FusedFNOBlock(torch.autograd.Function):
         if need_x:
             gate_column = gate.view(1, -1, 1)
             grad_x = torch.mul(grad_z, gate_column) if ctx.last else grad_z.mul_(gate_column)
-        grad_y = grad_act_y if ctx.last else gelu_backward_(grad_act_y, flat_y)
+        grad_y = grad_act_y if ctx.last else gelu_backward(grad_act_y, flat_y, out=grad_act_y)
         grad_skip = linear_weight_grad(grad_y, flat_x)
         if need_x:
             linear_input_grad(grad_y, skip_weight, add_to=grad_x)
