@@ -21,6 +21,27 @@ needs_kernel = pytest.mark.skipif(
 )
 
 
+# a fresh process: what the kernel's status is, and whether gelu() then equals torch's
+_FALLBACK_CHECK = (
+    "import torch, torch.nn.functional as F\n"
+    "from opflow import native\n"
+    "from opflow.layers.gelu import gelu\n"
+    "x = torch.randn(1000)\n"
+    "print(native.status('gelu'))\n"
+    "print(torch.equal(gelu(x), F.gelu(x)))\n"
+)
+
+
+def _run_with_env(code: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+
+
 def _reference(x: torch.Tensor) -> torch.Tensor:
     return F.gelu(x.double())
 
@@ -124,19 +145,8 @@ def test_a_tensor_under_autograd_keeps_its_gradient():
 
 
 def test_disabled_kernel_says_why_and_falls_back():
-    code = (
-        "import torch, torch.nn.functional as F\n"
-        "from opflow import native\n"
-        "from opflow.layers.gelu import gelu\n"
-        "x = torch.randn(1000)\n"
-        "print(native.status('gelu'))\n"
-        "print(torch.equal(gelu(x), F.gelu(x)))\n"
-    )
-    env = {**os.environ, "OPFLOW_NATIVE": "0"}
-    out = subprocess.run(
-        [sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True
-    ).stdout.splitlines()
-    assert out == ["disabled by OPFLOW_NATIVE=0", "True"]
+    result = _run_with_env(_FALLBACK_CHECK, OPFLOW_NATIVE="0")
+    assert result.stdout.splitlines() == ["disabled by OPFLOW_NATIVE=0", "True"]
 
 
 def test_erf_coefficients_in_the_kernel_come_from_the_fit():
@@ -149,3 +159,26 @@ def test_erf_coefficients_in_the_kernel_come_from_the_fit():
         body = re.search(rf"{name}\[\d+\] = \{{([^}}]*)\}}", source).group(1)
         in_source = [float(v.strip().rstrip("f")) for v in body.split(",")]
         np.testing.assert_allclose(in_source, fitted, rtol=1e-6)
+
+
+@needs_kernel
+def test_kernel_builds_into_an_empty_cache_once(tmp_path):
+    code = "from opflow import native; print(native.status('gelu'))"
+    first = _run_with_env(code, OPFLOW_CACHE_DIR=str(tmp_path))
+    built = sorted(p.name for p in tmp_path.iterdir())
+    assert first.stdout.strip() == "loaded"
+    assert len(built) == 1 and re.fullmatch(r"gelu-[0-9a-f]{16}\.so", built[0])
+    mtime = (tmp_path / built[0]).stat().st_mtime_ns
+    second = _run_with_env(code, OPFLOW_CACHE_DIR=str(tmp_path), CC="false")  # no build needed
+    assert second.stdout.strip() == "loaded"
+    assert (tmp_path / built[0]).stat().st_mtime_ns == mtime
+    assert sorted(p.name for p in tmp_path.iterdir()) == built  # no temporary left behind
+
+
+@needs_kernel  # a machine that builds it, made to fail
+def test_a_failed_build_warns_and_falls_back(tmp_path):
+    result = _run_with_env(_FALLBACK_CHECK, OPFLOW_CACHE_DIR=str(tmp_path), CC="false")
+    status, same = result.stdout.splitlines()
+    assert status.startswith("the build failed (exit 1)") and same == "True"
+    assert "RuntimeWarning: opflow: C kernel 'gelu' unavailable, using torch" in result.stderr
+    assert list(tmp_path.iterdir()) == []  # the failed build's temporary file is removed
