@@ -14,7 +14,15 @@ import torch
 import torch.nn.functional as F
 
 from opflow import native
-from opflow.layers.gelu import gelu, gelu_backward, uses_kernel
+from opflow.layers.gelu import (
+    MAX_AFFINE_INPUTS,
+    affine_gelu,
+    affine_gelu_backward,
+    affine_uses_kernel,
+    gelu,
+    gelu_backward,
+    uses_kernel,
+)
 
 needs_kernel = pytest.mark.skipif(
     native.status("gelu") != "loaded", reason=f"GELU kernel unavailable: {native.status('gelu')}"
@@ -123,6 +131,48 @@ def test_gelu_kernel_in_place_equals_out_of_place():
     assert torch.equal(gelu_backward(g, x, out=g), expected_grad)
     y = x.clone()
     assert torch.equal(gelu_backward(grad, y, out=y), expected_grad)
+
+
+def _affine_case(k_in: int, seed: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(3, k_in, 1003, generator=g)
+    w = torch.randn(17, k_in, generator=g) / k_in**0.5
+    b = torch.randn(17, generator=g)
+    grad = torch.randn(3, 17, 1003, generator=g)
+    return x, w, b, grad
+
+
+@needs_kernel
+@pytest.mark.parametrize("k_in", [1, 3, MAX_AFFINE_INPUTS])
+def test_affine_gelu_kernel_matches_float64_autograd(k_in):
+    """GELU(W x + b) without a stored pre-activation: values and all gradients (the weight's
+    and bias's summed over 3009 points) against float64 autograd through einsum + F.gelu."""
+    x, w, b, grad = _affine_case(k_in)
+    assert affine_uses_kernel(x, w, b, grad)
+    xd, wd, bd = (t.double().requires_grad_() for t in (x, w, b))
+    pre = torch.einsum("ck,bkn->bcn", wd, xd) + bd[None, :, None]
+    ref = F.gelu(pre)
+    ref.backward(grad.double())
+    out = affine_gelu(x, w, b)
+    assert (out.double() - ref).abs().max().item() < 2e-6
+    grad_pre, grad_w, grad_b = affine_gelu_backward(grad.clone(), x, w, b)
+    ref_grad_pre = torch.ops.aten.gelu_backward(grad.double(), pre.detach())
+    assert (grad_pre.double() - ref_grad_pre).abs().max().item() < 2e-6
+    for got, want in ((grad_w, wd.grad), (grad_b, bd.grad)):
+        assert ((got.double() - want).norm() / want.norm()).item() < 1e-6
+
+
+def test_affine_gelu_with_many_inputs_is_gemm_and_gelu():
+    x, w, b, grad = _affine_case(MAX_AFFINE_INPUTS + 1)
+    assert not affine_uses_kernel(x, w, b)
+    expected = F.gelu(torch.baddbmm(b[None, :, None], w.expand(3, -1, -1), x))
+    torch.testing.assert_close(affine_gelu(x, w, b), expected, rtol=2e-6, atol=2e-6)
+    pre = torch.baddbmm(b[None, :, None], w.expand(3, -1, -1), x)
+    grad_pre, grad_w, grad_b = affine_gelu_backward(grad.clone(), x, w, b)
+    torch.testing.assert_close(grad_pre, torch.ops.aten.gelu_backward(grad, pre))
+    want_w = torch.einsum("bcn,bkn->ck", grad_pre.double(), x.double())
+    assert ((grad_w.double() - want_w).norm() / want_w.norm()).item() < 1e-6
+    torch.testing.assert_close(grad_b, grad_pre.sum(dim=(0, 2)))
 
 
 def test_other_dtypes_and_layouts_are_torch_exactly():

@@ -12,7 +12,13 @@ import torch.nn.functional as F
 from torch import nn
 from torch.autograd.function import once_differentiable
 
-from opflow.layers.gelu import gelu, gelu_backward
+from opflow.layers.gelu import (
+    affine_gelu,
+    affine_gelu_backward,
+    affine_uses_kernel,
+    gelu,
+    gelu_backward,
+)
 
 __all__ = ["ChannelLinear", "ChannelMLP", "Identity", "SoftGating", "make_skip"]
 
@@ -71,9 +77,14 @@ def gelu_mlp_forward(
     accumulate: bool = False,
 ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
     """``W2 GELU(W1 x + b1) + b2`` on ``(B, Ci, N)``, into ``out`` if given (added to it with
-    ``accumulate``); also returns the hidden ``(h, GELU(h))``."""
-    h = linear(x, w1, b1)
-    a = gelu(h)
+    ``accumulate``); also returns the hidden ``(h, GELU(h))``, ``h`` None when few inputs let
+    the kernel compute ``GELU(h)`` without storing ``h`` (:func:`~opflow.layers.gelu.affine_gelu`).
+    """
+    if affine_uses_kernel(x, w1, b1):
+        h, a = None, affine_gelu(x, w1, b1)
+    else:
+        h = linear(x, w1, b1)
+        a = gelu(h)
     return linear(a, w2, b2, out=out, accumulate=accumulate), (h, a)
 
 
@@ -82,6 +93,7 @@ def gelu_mlp_backward(
     x: torch.Tensor,
     hidden: tuple[torch.Tensor, torch.Tensor],
     w1: torch.Tensor,
+    b1: torch.Tensor,
     w2: torch.Tensor,
     need_input: bool = True,
     input_grad_out: torch.Tensor | None = None,
@@ -94,8 +106,11 @@ def gelu_mlp_backward(
     h, a = hidden
     grad_w2, grad_b2 = linear_weight_grad(grad, a), grad.sum(dim=(0, 2))
     grad_a = linear_input_grad(grad, w2)
-    grad_h = gelu_backward(grad_a, h, out=grad_a)
-    grad_w1, grad_b1 = linear_weight_grad(grad_h, x), grad_h.sum(dim=(0, 2))
+    if h is None:  # recomputed by the kernel, which also reduces the weight and bias gradients
+        grad_h, grad_w1, grad_b1 = affine_gelu_backward(grad_a, x, w1, b1)
+    else:
+        grad_h = gelu_backward(grad_a, h, out=grad_a)
+        grad_w1, grad_b1 = linear_weight_grad(grad_h, x), grad_h.sum(dim=(0, 2))
     grad_x = None
     if need_input:
         w1_t = w1.T.expand(x.shape[0], -1, -1)
@@ -157,16 +172,16 @@ class _GeluMLPFn(torch.autograd.Function):
         flat = _flat(x)
         out = x.new_empty(x.shape[0], w2.shape[0], *x.shape[2:])
         _, hidden = gelu_mlp_forward(flat, w1, b1, w2, b2, out=_flat(out))
-        ctx.save_for_backward(flat, *hidden, w1, w2)
+        ctx.save_for_backward(flat, *hidden, w1, b1, w2)
         ctx.x_shape = x.shape
         return out
 
     @staticmethod
     @once_differentiable
     def backward(ctx, grad):
-        flat, h, a, w1, w2 = ctx.saved_tensors
+        flat, h, a, w1, b1, w2 = ctx.saved_tensors
         grad_x, *grads = gelu_mlp_backward(
-            _flat(grad), flat, (h, a), w1, w2, need_input=ctx.needs_input_grad[0]
+            _flat(grad), flat, (h, a), w1, b1, w2, need_input=ctx.needs_input_grad[0]
         )
         return (None if grad_x is None else grad_x.view(ctx.x_shape)), *grads
 

@@ -93,7 +93,7 @@ class _FusedFNOBlock(torch.autograd.Function):
         z = torch.mul(flat_x, gate.view(1, -1, 1)).add_(b2.view(1, -1, 1))
         _, hidden = gelu_mlp_forward(act_y, w1, b1, w2, None, out=z, accumulate=True)
         out = z if last else gelu(z)
-        ctx.save_for_backward(flat_x, flat_y, act_y, *hidden, z, skip_weight, w1, w2, gate)
+        ctx.save_for_backward(flat_x, flat_y, act_y, *hidden, z, skip_weight, w1, b1, w2, gate)
         ctx.conv_saved, ctx.n_modes, ctx.last = conv_saved, n_modes, last
         ctx.shapes = (x.shape, conv_weight.shape, None if conv_bias is None else conv_bias.shape)
         return out.view(x.shape)
@@ -101,7 +101,7 @@ class _FusedFNOBlock(torch.autograd.Function):
     @staticmethod
     @once_differentiable
     def backward(ctx, grad_out):
-        flat_x, flat_y, act_y, h, a, z, skip_weight, w1, w2, gate = ctx.saved_tensors
+        flat_x, flat_y, act_y, h, a, z, skip_weight, w1, b1, w2, gate = ctx.saved_tensors
         x_shape, weight_shape, bias_shape = ctx.shapes
         grad_out = grad_out.contiguous().view(flat_x.shape)
         # the engine's gradient is not ours to overwrite; from here on every buffer is
@@ -112,7 +112,7 @@ class _FusedFNOBlock(torch.autograd.Function):
         product = torch.mul(grad_z, flat_x)
         grad_gate = product.sum(dim=(0, 2)).view(gate.shape)
         grad_act_y, grad_w1, grad_b1, grad_w2, grad_b2 = gelu_mlp_backward(
-            grad_z, act_y, (h, a), w1, w2, input_grad_out=product
+            grad_z, act_y, (h, a), w1, b1, w2, input_grad_out=product
         )
         # grad_z is now only needed for the gate's share of the input gradient
         grad_x = None

@@ -1,4 +1,5 @@
-/* GELU and its derivative on float32 arrays, AVX2 + FMA, threaded with OpenMP.
+/* GELU and its derivative on float32 arrays, AVX2 + FMA, threaded with OpenMP; and GELU of a
+   pointwise affine map with few inputs (opflow_affine_gelu, at the end of this file).
 
      GELU(x)  = x Phi(x),            Phi(x) = (1 + erf(x / sqrt 2)) / 2
      GELU'(x) = Phi(x) + x phi(x),   phi(x) = exp(-x^2 / 2) / sqrt(2 pi)
@@ -127,5 +128,90 @@ void opflow_gelu_backward(const float *grad, const float *x, float *out, int64_t
   for (int64_t b = 0; b < blocks; b++) {
     int64_t hi = (b + 1) * BLOCK < n ? (b + 1) * BLOCK : n;
     gelu_backward_range(grad, x, out, b * BLOCK, hi);
+  }
+}
+
+/* GELU of a pointwise affine map with few inputs (an FNO's lifting layer: the field and the
+   grid coordinates), computed without storing the pre-activation:
+     out[b, c, i] = GELU(h[b, c, i]),  h[b, c, i] = sum_k w[c, k] x[b, k, i] + bias[c],
+   x (batch, k_in, n), w (c_out, k_in), bias (c_out), out (batch, c_out, n). One work item
+   per output row (b, c); consecutive rows share their k_in input rows, which stay in cache. */
+static inline __m256 affine8(const float *xb, const float *wc, float bias, int64_t k_in,
+                             int64_t n, int64_t i) {
+  __m256 pre = _mm256_set1_ps(bias);
+  for (int64_t k = 0; k < k_in; k++)
+    pre = _mm256_fmadd_ps(_mm256_set1_ps(wc[k]), _mm256_loadu_ps(xb + k * n + i), pre);
+  return pre;
+}
+
+/* x rows k of the last partial vector, zero-padded, as a (k_in, LANES) block */
+static void pad_tail(const float *xb, int64_t k_in, int64_t n, int64_t i, float *block) {
+  for (int64_t k = 0; k < k_in; k++)
+    for (int64_t j = 0; j < LANES; j++) block[k * LANES + j] = i + j < n ? xb[k * n + i + j] : 0;
+}
+
+#define MAX_AFFINE_INPUTS 8
+
+void opflow_affine_gelu(const float *x, const float *w, const float *bias, float *out,
+                        int64_t batch, int64_t k_in, int64_t c_out, int64_t n, int threads) {
+  int64_t rows = batch * c_out;
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows > 1 && threads > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xb = x + (r / c_out) * k_in * n, *wc = w + (r % c_out) * k_in;
+    float *o = out + r * n;
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES)
+      _mm256_storeu_ps(o + i, gelu8(affine8(xb, wc, bias[r % c_out], k_in, n, i)));
+    if (i < n) {
+      float block[MAX_AFFINE_INPUTS * LANES], res[LANES];
+      pad_tail(xb, k_in, n, i, block);
+      _mm256_storeu_ps(res, gelu8(affine8(block, wc, bias[r % c_out], k_in, LANES, 0)));
+      for (int64_t j = i; j < n; j++) o[j] = res[j - i];
+    }
+  }
+}
+
+static inline float horizontal_sum(__m256 v) {
+  __m128 s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+  s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+  return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 1)));
+}
+
+/* Backward of opflow_affine_gelu: grad (batch, c_out, n) becomes grad * GELU'(h) in place
+   (h recomputed from x), and row_sums (batch * c_out, k_in + 1) receives, per row (b, c),
+   sum_i g[b, c, i] x[b, k, i] for each k and then sum_i g[b, c, i], with g the new grad:
+   summed over b they are the weight's and the bias's gradients. */
+void opflow_affine_gelu_backward(float *grad, const float *x, const float *w, const float *bias,
+                                 float *row_sums, int64_t batch, int64_t k_in, int64_t c_out,
+                                 int64_t n, int threads) {
+  int64_t rows = batch * c_out;
+#pragma omp parallel for num_threads(threads) schedule(static) if (rows > 1 && threads > 1)
+  for (int64_t r = 0; r < rows; r++) {
+    const float *xb = x + (r / c_out) * k_in * n, *wc = w + (r % c_out) * k_in;
+    float *g = grad + r * n;
+    __m256 acc[MAX_AFFINE_INPUTS + 1];
+    for (int64_t k = 0; k <= k_in; k++) acc[k] = _mm256_setzero_ps();
+    int64_t i = 0;
+    for (; i + LANES <= n; i += LANES) {
+      __m256 pre = affine8(xb, wc, bias[r % c_out], k_in, n, i);
+      __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(g + i), gelu_grad8(pre));
+      _mm256_storeu_ps(g + i, gi);
+      for (int64_t k = 0; k < k_in; k++)
+        acc[k] = _mm256_fmadd_ps(gi, _mm256_loadu_ps(xb + k * n + i), acc[k]);
+      acc[k_in] = _mm256_add_ps(acc[k_in], gi);
+    }
+    if (i < n) {
+      float block[MAX_AFFINE_INPUTS * LANES], gpad[LANES] = {0}, res[LANES];
+      pad_tail(xb, k_in, n, i, block);
+      for (int64_t j = i; j < n; j++) gpad[j - i] = g[j];
+      __m256 gi = _mm256_mul_ps(_mm256_loadu_ps(gpad),
+                                gelu_grad8(affine8(block, wc, bias[r % c_out], k_in, LANES, 0)));
+      _mm256_storeu_ps(res, gi);  /* padded lanes hold g = 0: they add nothing below */
+      for (int64_t j = i; j < n; j++) g[j] = res[j - i];
+      for (int64_t k = 0; k < k_in; k++)
+        acc[k] = _mm256_fmadd_ps(gi, _mm256_loadu_ps(block + k * LANES), acc[k]);
+      acc[k_in] = _mm256_add_ps(acc[k_in], gi);
+    }
+    for (int64_t k = 0; k <= k_in; k++) row_sums[r * (k_in + 1) + k] = horizontal_sum(acc[k]);
   }
 }
