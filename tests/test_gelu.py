@@ -232,3 +232,27 @@ def test_a_failed_build_warns_and_falls_back(tmp_path):
     assert status.startswith("the build failed (exit 1)") and same == "True"
     assert "RuntimeWarning: opflow: C kernel 'gelu' unavailable, using torch" in result.stderr
     assert list(tmp_path.iterdir()) == []  # the failed build's temporary file is removed
+
+
+@needs_kernel
+def test_a_narrow_fno_through_the_kernels_matches_its_composed_modules():
+    """hidden_channels 8: the lifting and each block's channel MLP take affine_gelu (no stored
+    pre-activation), GELUs the kernel; float32 against the same blocks composed of modules."""
+    from opflow.models import FNO
+
+    torch.manual_seed(0)
+    model = FNO((8, 8), 1, 1, 8)
+    x = torch.randn(4, 1, 32, 32)
+    assert affine_uses_kernel(torch.randn(4, 8, 1024), torch.randn(4, 8), torch.randn(4))
+    results = []
+    for fuse in (True, False):
+        for block in model.blocks:
+            block.fuse = fuse
+        model.zero_grad()
+        out = model(x)
+        out.square().mean().backward()
+        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
+    (fused, fused_grads), (composed, composed_grads) = results
+    assert ((fused - composed).norm() / composed.norm()).item() < 2e-6
+    for a, b in zip(fused_grads, composed_grads):
+        assert ((a - b).norm() / b.norm()).item() < 2e-6
