@@ -1,7 +1,7 @@
 """The ``opflow`` command: a thin layer over the Python API.
 
 opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recipes)
-opflow train CONFIG.yaml [--set k=v] [--resume]  train (opflow.train.train)
+opflow train CONFIG.yaml [--set k=v] [--resume] [--nproc N]  train (opflow.train.train)
 opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
 opflow quickstart [--out DIR]                   all three on the built-in default
 opflow gp-solve CONFIG.yaml [--set k=v]         solve a PDE with GP-HM (opflow.gp.run)
@@ -10,6 +10,8 @@ opflow gp-solve CONFIG.yaml [--set k=v]         solve a PDE with GP-HM (opflow.g
 from __future__ import annotations
 
 import argparse
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -42,18 +44,56 @@ def _generate(args) -> None:
 
 
 def _train(args) -> None:
+    from opflow.run.distributed import launched_by_torchrun
     from opflow.train import load_config, train
 
-    config = load_config(args.config, args.set)
+    config = load_config(args.config, args.set)  # bad configs fail here, before any launch
+    if args.nproc > 1 and not launched_by_torchrun():
+        _launch_torchrun(args)
+        return
     run_dir = train(config, resume=args.resume)
-    print(f"run directory: {run_dir}")
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(f"run directory: {run_dir}")
+
+
+def _launch_torchrun(args) -> None:
+    """``opflow train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m opflow
+    train ...`` (one node; for several, call torchrun yourself: README)."""
+    from opflow.run.distributed import DistributedError
+
+    command = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        f"--nproc-per-node={args.nproc}",
+        "-m",
+        "opflow",
+        "train",
+        args.config,
+        *[item for value in args.set or [] for item in ("--set", value)],
+        *(["--resume"] if args.resume else []),
+    ]
+    code = subprocess.call(command)
+    if code != 0:
+        raise DistributedError(
+            f"the {args.nproc}-process training run failed (torchrun exit status {code})",
+            "every process to finish",
+            "read the first error printed above; the last checkpoint is intact, so fix it and "
+            "rerun with --resume",
+        )
 
 
 def _evaluate(args) -> None:
     from opflow.evaluate import evaluate_run, format_table
 
     results = evaluate_run(
-        args.run_dir, args.data, split=args.split, out_dir=args.out, climatology=args.climatology
+        args.run_dir,
+        args.data,
+        split=args.split,
+        out_dir=args.out,
+        climatology=args.climatology,
+        device=args.device,
     )
     print(format_table(results))
     print(f"predictions, plots and results.json in {Path(results[0].predictions).parent}")
@@ -120,6 +160,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("config")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p.add_argument(
+        "--nproc",
+        type=int,
+        default=1,
+        help="data-parallel processes on this machine (launches torchrun; default 1)",
+    )
     p.set_defaults(func=_train)
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on data files")
@@ -128,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--split", default="test", choices=["train", "val", "test"])
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/evaluation)")
     p.add_argument("--climatology", default=None, help="sphere data: climatology file for the ACC")
+    p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.set_defaults(func=_evaluate)
 
     p = sub.add_parser("quickstart", help="generate NS data, train an FNO, evaluate at 2 grids")

@@ -11,7 +11,6 @@ works at any resolution the model accepts: the grid is read from the input.
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -20,64 +19,43 @@ import xarray as xr
 
 from opflow.data.dataset import Grid
 from opflow.data.normalizer import Normalizer
-from opflow.errors import DataError, ShapeError
+from opflow.errors import ConfigError, DataError, ShapeError
+from opflow.run.execution import resolve_device
+from opflow.run.spec import Task, TaskModel, load_trained
 
 __all__ = ["Task", "Surrogate", "load"]
 
 
-@dataclasses.dataclass
-class Task:
-    """What the model maps: ``t_in`` steps of ``input_variables`` to ``t_out`` steps of outputs.
-
-    With ``rollout`` the model predicts one step and is applied ``t_out`` times, feeding its
-    output back (inputs and outputs are then the same variables).
-    """
-
-    input_variables: list[str]
-    output_variables: list[str]
-    t_in: int = 1
-    t_out: int = 1
-    rollout: bool = False
-    sample_dim: str = "sample"
-    time_dim: str | None = "time"
-
-    @property
-    def in_channels(self) -> int:
-        return len(self.input_variables) * self.t_in
-
-    @property
-    def model_out_channels(self) -> int:
-        return len(self.output_variables) * (1 if self.rollout else self.t_out)
-
-
 class Surrogate:
-    """A trained operator with its normaliser: physical fields in, physical fields out."""
+    """A trained operator with its normaliser: physical fields in, physical fields out.
+
+    It runs where its model's weights are (device and dtype, see :func:`load`): inputs are
+    moved there, tensor outputs come back on the input's device.
+    """
 
     def __init__(self, model: torch.nn.Module, normalizer: Normalizer, task: Task, grid: Grid):
         self.model = model.eval()
+        self.task_model = TaskModel(model, task)
         self.normalizer = normalizer
         self.task = task
         self.grid = grid
 
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def dtype(self) -> torch.dtype:
+        return next(self.model.parameters()).dtype
+
     # -- tensors ---------------------------------------------------------------------------
     def forward_normalized(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         """Normalised ``(B, in_channels, *s)`` -> normalised ``(B, n_out * steps, *s)``."""
-        task = self.task
-        steps = task.t_out if steps is None else steps
-        if not task.rollout:
-            return self.model(x)
-        n_vars, t_in = len(task.input_variables), task.t_in
-        outputs = []
-        for _ in range(steps):
-            step = self.model(x)  # (B, n_vars, *s)
-            outputs.append(step)
-            history = x.unflatten(1, (n_vars, t_in))
-            x = torch.cat((history[:, :, 1:], step.unsqueeze(2)), dim=2).flatten(1, 2)
-        # (steps, B, n_vars, *s) -> variable-major channels (B, n_vars * steps, *s)
-        return torch.stack(outputs, dim=2).flatten(1, 2)
+        return self.task_model(x, steps)
 
     def predict(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
-        """Physical ``(B, in_channels, *s)`` -> physical ``(B, n_out * steps, *s)``."""
+        """Physical ``(B, in_channels, *s)`` -> physical ``(B, n_out * steps, *s)``, on the
+        model's device and in its dtype."""
         task = self.task
         if x.ndim != 2 + len(self.grid.dims) or x.shape[1] != task.in_channels:
             raise ShapeError(
@@ -93,6 +71,7 @@ class Surrogate:
                 f"steps = {task.t_out}",
                 "use rollout() for longer horizons",
             )
+        x = x.to(self.device, self.dtype)
         z = self.normalizer.encode(x, task.input_variables, task.t_in)
         out = self.forward_normalized(z, steps)
         return self.normalizer.decode(out, task.output_variables, steps)
@@ -113,7 +92,7 @@ class Surrogate:
             unbatched = state.ndim == 1 + len(self.grid.dims)
             x = state[None] if unbatched else state
             with torch.no_grad():
-                y = self.predict(x.to(torch.float32), steps)
+                y = self.predict(x, steps).to(state.device)
             return y[0] if unbatched else y
         raise ShapeError(
             f"Cannot step a state of type {type(state).__name__}",
@@ -139,13 +118,13 @@ class Surrogate:
             return self._call_xarray(state, steps, repeat=True)
         x = state if torch.is_tensor(state) else torch.from_numpy(np.asarray(state))
         unbatched = x.ndim == 1 + len(self.grid.dims)
-        x = (x[None] if unbatched else x).to(torch.float32)
-        out = self._repeat(x, steps)
+        out = self._repeat(x[None] if unbatched else x, steps).to(x.device)
         out = out[0] if unbatched else out
         return out if torch.is_tensor(state) else out.numpy()
 
     def _repeat(self, x: torch.Tensor, steps: int) -> torch.Tensor:
         task = self.task
+        x = x.to(self.device, self.dtype)
         n_vars = len(task.input_variables)
         produced = []
         with torch.no_grad():
@@ -159,6 +138,7 @@ class Surrogate:
 
     def _call_xarray(self, ds: xr.Dataset, steps: int | None, repeat: bool = False):
         task, spatial = self.task, self.grid.dims
+        float64 = self.dtype == torch.float64
         missing = [v for v in task.input_variables if v not in ds.data_vars]
         if missing:
             raise DataError(
@@ -182,7 +162,7 @@ class Surrogate:
                 if dim in da.coords and da.sizes[dim] > 1 and da[dim][1] < da[dim][0]:
                     da = da.isel({dim: slice(None, None, -1)})
             da = da.transpose(*lead, *spatial)
-            values = np.asarray(da.values, dtype=np.float32)
+            values = np.asarray(da.values, dtype=np.float64 if float64 else np.float32)
             if not has_sample:
                 values = values[None]
             if time_dim:
@@ -200,7 +180,7 @@ class Surrogate:
         n_steps = task.t_out if steps is None else steps
         with torch.no_grad():
             y = self._repeat(x, n_steps) if repeat else self.predict(x, steps)
-        y = y.unflatten(1, (len(task.output_variables), n_steps)).numpy()
+        y = y.unflatten(1, (len(task.output_variables), n_steps)).cpu().numpy()
         coords = {d: ds[d].values for d in spatial if d in ds.coords}
         if has_sample:
             coords[task.sample_dim] = ds[task.sample_dim].values
@@ -220,8 +200,22 @@ class Surrogate:
         return xr.Dataset(data_vars, coords=coords, attrs={"source": "opflow surrogate"})
 
 
-def load(run_dir: str | Path, checkpoint: str = "best") -> Surrogate:
-    """Load the ``best`` (or ``last``) checkpoint of a training run as a :class:`Surrogate`."""
-    from opflow.train.trainer import surrogate_from_checkpoint
+def load(
+    run_dir: str | Path,
+    checkpoint: str = "best",
+    device: str | torch.device | None = "cpu",
+    dtype: torch.dtype = torch.float32,
+) -> Surrogate:
+    """Load the ``best`` (or ``last``) checkpoint of a training run as a :class:`Surrogate`.
 
-    return surrogate_from_checkpoint(Path(run_dir), checkpoint)
+    ``device``: ``cpu`` (default), ``cuda``, ``cuda:N`` or ``auto``; ``dtype``: ``torch.float32``
+    or ``torch.float64`` (float64 end to end: weights, inputs, outputs).
+    """
+    if dtype not in (torch.float32, torch.float64):
+        raise ConfigError(
+            f"opflow.load(dtype={dtype})",
+            "torch.float32 or torch.float64",
+            "for half precision, train with training.precision bf16-mixed / fp16-mixed",
+        )
+    trained = load_trained(Path(run_dir), checkpoint, resolve_device(device), dtype)
+    return Surrogate(trained.model, trained.normalizer, trained.task, trained.grid)

@@ -206,7 +206,7 @@ class _WithExtraState(torch.nn.Module):
 
 
 def test_checkpoints_hold_tensors_only_and_restore_exactly(tmp_path):
-    from opflow.train import checkpoint
+    from opflow.run import checkpoint
 
     model = _WithExtraState()
     checkpoint.save_checkpoint(tmp_path, ["last"], 0, model, None, {"note": "x"})
@@ -232,7 +232,7 @@ class _Tied(torch.nn.Module):
 
 
 def test_tied_weights_are_stored_once_and_restored_to_both_names(tmp_path):
-    from opflow.train import checkpoint
+    from opflow.run import checkpoint
 
     torch.manual_seed(0)
     model = _Tied()
@@ -250,7 +250,6 @@ def test_tied_weights_are_stored_once_and_restored_to_both_names(tmp_path):
 
 def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_files, tmp_path):
     from opflow.evaluate import evaluate_run, spectral_error
-    from opflow.train.trainer import surrogate_from_checkpoint
 
     stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
     cfg = _config(ns_files[32], tmp_path / "run", epochs=16)
@@ -260,7 +259,7 @@ def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_fi
     assert len(rows) == 16
     assert rows[-1]["train_loss"] < rows[7]["train_loss"]  # stage 2 vs the end of stage 1
 
-    surrogate = surrogate_from_checkpoint(run, "last")
+    surrogate = opflow.load(run, "last")
     assert surrogate.model.active_stages == 2
     # stage 2 learnt stage 1's residual at unit scale: its scale is that residual's RMS
     assert 0.01 < surrogate.model.stage_scale[1].item() < 1.0

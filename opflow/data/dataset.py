@@ -17,6 +17,7 @@ the same way.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
@@ -267,6 +268,26 @@ class WindowDataset(torch.utils.data.Dataset):
         pairs = [self[int(i)] for i in items]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
+    def loader(
+        self, batches: list[torch.Tensor], workers: int = 0, pin_memory: bool = False
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """``batch(b)`` for each index list ``b`` of ``batches``, in order.
+
+        With ``workers > 0`` that many processes read the batches ahead (a
+        :class:`torch.utils.data.DataLoader`, two batches each), so that reading data from
+        disk overlaps with training instead of adding to it.
+        """
+        if workers == 0:
+            return (self.batch(b) for b in batches)
+        return torch.utils.data.DataLoader(
+            _BatchReader(self),
+            sampler=batches,
+            batch_size=None,  # the sampler yields whole batches; _BatchReader reads each
+            num_workers=workers,
+            pin_memory=pin_memory,
+            worker_init_fn=_reader_init,
+        )
+
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.data.config
         sample = int(self.indices[item // len(self.starts)])
@@ -279,6 +300,27 @@ class WindowDataset(torch.utils.data.Dataset):
             x = self.data.fields(cfg.input_variables, sample, None)
             y = self.data.fields(cfg.outputs, sample, None)
         return torch.from_numpy(x), torch.from_numpy(y)
+
+
+class _BatchReader(torch.utils.data.Dataset):
+    """A dataset whose items are whole batches: ``reader[indices] = dataset.batch(indices)``."""
+
+    def __init__(self, dataset: WindowDataset):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.dataset.batch(indices)
+
+
+def _reader_init(worker_id: int) -> None:
+    """A reader process computes dask graphs in its own thread: the processes are the
+    parallelism, and dask's thread pool would only compete with the training threads."""
+    import dask
+
+    dask.config.set(scheduler="synchronous")
 
 
 def check_time_steps(config: DataConfig, rollout: bool) -> None:

@@ -24,8 +24,10 @@ from opflow.errors import ConfigError
 from opflow.evaluate.metrics import relative_l2_per_sample, spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
+from opflow.run.execution import resolve_device
+from opflow.run.spec import load_trained
 from opflow.schema import from_dict
-from opflow.surrogate import Surrogate, load
+from opflow.surrogate import Surrogate
 from opflow.train.losses import per_variable, relative_h1_per_sample
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
@@ -54,6 +56,7 @@ def evaluate_run(
     batch_size: int = 16,
     surrogate: Surrogate | None = None,
     climatology: str | Path | None = None,
+    device: str | torch.device | None = "cpu",
 ) -> list[ResolutionResult]:
     """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``.
 
@@ -61,17 +64,17 @@ def evaluate_run(
     evaluation option changed); the run still provides the data configuration.
     ``climatology``: a file holding the output variables on each data file's ``lat``/``lon``
     grid (interpolated to it otherwise), for the anomaly correlation on spherical data.
+    ``device``: where the model runs (``cpu``, ``cuda``, ``cuda:N`` or ``auto``).
     """
-    from opflow.train.checkpoint import load_checkpoint
-
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
-    out_dir.mkdir(parents=True, exist_ok=True)
     if not data_paths:
         raise ConfigError("No data files to evaluate on", "one or more --data files", "pass --data")
-    surrogate = surrogate if surrogate is not None else load(run_dir, checkpoint)
-    _, meta = load_checkpoint(run_dir, checkpoint)
-    base = from_dict(DataConfig, meta["config"]["data"], where="data")
+    trained = load_trained(run_dir, checkpoint, resolve_device(device))
+    if surrogate is None:
+        surrogate = Surrogate(trained.model, trained.normalizer, trained.task, trained.grid)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    base = from_dict(DataConfig, trained.meta["config"]["data"], where="data")
     task = surrogate.task
 
     results, spectra = [], {}
@@ -135,7 +138,7 @@ def _predict(surrogate, dataset, batch_size: int) -> tuple[torch.Tensor, torch.T
         for indices in torch.arange(len(dataset)).split(batch_size):
             x, y = dataset.batch(indices)
             truths.append(y)
-            preds.append(surrogate.predict(x))
+            preds.append(surrogate.predict(x).to("cpu", y.dtype))
     return torch.cat(preds), torch.cat(truths)
 
 

@@ -12,6 +12,7 @@ from typing import Literal
 
 from opflow.data.dataset import DataConfig
 from opflow.errors import ConfigError
+from opflow.run.execution import Precision
 from opflow.schema import apply_overrides, from_dict, load_yaml
 
 __all__ = [
@@ -71,6 +72,18 @@ class SchedulerConfig:
 
 @dataclasses.dataclass
 class TrainingConfig:
+    """How to train.
+
+    ``batch_size`` is the global batch: with N processes (``torchrun``), each takes its share
+    of every batch, and the run reaches the weights one process would. ``device``: ``auto``
+    (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (with several processes on CUDA,
+    each takes the GPU of its local rank). ``precision``: see :mod:`opflow.run.execution`.
+    ``workers``: processes that read batches ahead of training (``None``: 2 for data read
+    lazily from disk, 0 for data in memory). ``compile``: ``torch.compile`` the model.
+    ``collective_timeout_s``: how long a process of a multi-process run waits for the others
+    before it fails with an error (a dead or hung peer).
+    """
+
     epochs: int = 10
     batch_size: int = 16
     seed: int = 0
@@ -79,6 +92,11 @@ class TrainingConfig:
     checkpoint_every: int = 1
     output_dir: str = "runs/run"
     tensorboard: bool = False
+    device: str = "auto"
+    precision: Precision = "fp32"
+    compile: bool = False
+    workers: int | None = None
+    collective_timeout_s: float = 300.0
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -86,6 +104,13 @@ class TrainingConfig:
                 f"training.epochs={self.epochs}, batch_size={self.batch_size}, "
                 f"checkpoint_every={self.checkpoint_every}",
                 "positive integers",
+                "fix the training section",
+            )
+        if (self.workers is not None and self.workers < 0) or self.collective_timeout_s <= 0:
+            raise ConfigError(
+                f"training.workers={self.workers}, "
+                f"collective_timeout_s={self.collective_timeout_s}",
+                "workers >= 0 (or null) and a positive timeout",
                 "fix the training section",
             )
 

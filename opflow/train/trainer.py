@@ -6,11 +6,17 @@ function of the step, and a checkpoint holds weights, optimizer state and the to
 run resumed from its last checkpoint (after a crash or a SIGKILL) ends with the same weights as
 an uninterrupted run.
 
+Data parallel: under ``torchrun`` every process takes a contiguous share of each global batch
+(:meth:`opflow.run.distributed.ProcessGroup.shard`), weights its mean loss by that share, and
+``DistributedDataParallel`` averages the gradients, so N processes reach the weights of one
+process with the same ``batch_size``, up to float rounding. Only rank 0 writes files; a
+checkpoint does not depend on the number of processes, so a run can resume with another.
+
 Run directory::
 
     config.yaml         the resolved config
     metrics.jsonl       one JSON object per epoch (train loss, validation error, lr, time)
-    checkpoints/        see :mod:`opflow.train.checkpoint` (last.json, best.json)
+    checkpoints/        see :mod:`opflow.run.checkpoint` (last.json, best.json)
     tensorboard/        when training.tensorboard is true
 """
 
@@ -30,14 +36,16 @@ from opflow.data.dataset import DataConfig, FieldData, Grid, check_time_steps
 from opflow.data.io import atomic_write_bytes
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
-from opflow.models import build_model
+from opflow.run import checkpoint, distributed
+from opflow.run.distributed import ProcessGroup
+from opflow.run.execution import Execution
+from opflow.run.spec import Task, build_task_model
 from opflow.schema import to_dict
-from opflow.surrogate import Surrogate, Task
-from opflow.train import checkpoint
-from opflow.train.config import Config, config_from_dict
+from opflow.surrogate import Surrogate
+from opflow.train.config import Config
 from opflow.train.losses import make_loss, per_variable, relative_lp
 
-__all__ = ["train", "surrogate_from_checkpoint", "learning_rate"]
+__all__ = ["train", "learning_rate", "evaluate_split"]
 
 
 def learning_rate(config: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -69,21 +77,6 @@ def _task(data: DataConfig, rollout: bool) -> Task:
     )
 
 
-def _build_model(config: Config, task: Task) -> torch.nn.Module:
-    args = dict(config.model.args)
-    for key, value in (
-        ("in_channels", task.in_channels),
-        ("out_channels", task.model_out_channels),
-    ):
-        if args.setdefault(key, value) != value:
-            raise ConfigError(
-                f"model.args.{key}={args[key]} does not match the data ({value})",
-                f"{key} = {value} for these variables and time windows",
-                f"remove model.args.{key} to have it set from the data",
-            )
-    return build_model(config.model.name, **args)
-
-
 def _optimizer(config: Config, model: torch.nn.Module, stage: int = 0) -> torch.optim.Optimizer:
     """Adam(W) over the parameters that train now (a staged model freezes the others).
 
@@ -99,25 +92,42 @@ def _optimizer(config: Config, model: torch.nn.Module, stage: int = 0) -> torch.
     return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
 
-def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int) -> None:
+@dataclasses.dataclass
+class _Context:
+    """What every step of a run shares: where it executes and which process this is."""
+
+    execution: Execution
+    group: ProcessGroup
+    workers: int
+
+    def loader(self, dataset, batches: list[torch.Tensor]):
+        """``(x, y)`` of each index list, read ahead by the workers, on the run's device."""
+        pin = self.execution.device.type == "cuda"
+        for x, y in dataset.loader(batches, workers=self.workers, pin_memory=pin):
+            yield self.execution.to(x), self.execution.to(y)
+
+
+def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int, ctx) -> None:
     """Scale stage ``stage`` of a staged model by the RMS of its predecessors' normalised
     residual on the training split (the residual normalisation of SpecBoost)."""
     model, task, normalizer = surrogate.model, surrogate.task, surrogate.normalizer
     active, model.active_stages = model.active_stages, stage
     total, count = 0.0, 0
     model.eval()
-    with torch.no_grad():
-        for indices in torch.arange(len(train_set)).split(batch_size):
-            x, y = train_set.batch(indices)
+    batches = [ctx.group.shard(b) for b in torch.arange(len(train_set)).split(batch_size)]
+    with torch.no_grad(), ctx.execution.autocast():
+        for x, y in ctx.loader(train_set, [b for b in batches if len(b)]):
             z = normalizer.encode(x, task.input_variables, task.t_in)
             target = normalizer.encode(y, task.output_variables, task.t_out)
             residual = surrogate.forward_normalized(z) - target
-            total += residual.square().sum().item()
+            total += residual.double().square().sum().item()
             count += residual.numel()
     model.active_stages = active
+    total, count = ctx.group.sum([total, count], ctx.execution.device)
     scale = math.sqrt(total / max(count, 1))
     model.set_residual_scale(stage, scale)
-    print(f"stage {stage + 1}: learns a residual of RMS {scale:.4g} (normalised units)", flush=True)
+    if ctx.group.is_main:
+        print(f"stage {stage + 1}: learns a residual of RMS {scale:.4g} (normalised units)")
 
 
 def _residual_loss(surrogate: Surrogate, loss_fn, z, pred, y) -> torch.Tensor:
@@ -147,17 +157,22 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
     return list(order.split(batch_size))
 
 
-def evaluate_split(surrogate: Surrogate, dataset, batch_size: int) -> float:
-    """Mean relative L2 error (physical units) over a dataset, averaged over variables."""
+def evaluate_split(
+    surrogate: Surrogate, dataset, batch_size: int, ctx: _Context | None = None
+) -> float:
+    """Mean relative L2 error (physical units) over a dataset, averaged over variables.
+
+    In a multi-process run each process evaluates its share and the sums are combined.
+    """
+    ctx = ctx or _Context(Execution(surrogate.device), ProcessGroup(), workers=0)
     metric = per_variable(relative_lp, len(surrogate.task.output_variables))
-    total, count = 0.0, 0
-    with torch.no_grad():
-        for indices in torch.arange(len(dataset)).split(batch_size):
-            x, y = dataset.batch(indices)
-            pred = surrogate.predict(x)
-            total += metric(pred, y).item() * len(indices)
-            count += len(indices)
-    return total / max(1, count)
+    total = 0.0
+    batches = [ctx.group.shard(b) for b in torch.arange(len(dataset)).split(batch_size)]
+    with torch.no_grad(), ctx.execution.autocast():
+        for x, y in ctx.loader(dataset, [b for b in batches if len(b)]):
+            total += metric(surrogate.predict(x), y).item() * len(x)
+    (total,) = ctx.group.sum([total], ctx.execution.device)
+    return total / max(1, len(dataset))
 
 
 def _meta(config: Config, normalizer: Normalizer, grid: Grid, task: Task, **extra) -> dict:
@@ -184,12 +199,46 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
     return rows
 
 
-def train(config: Config, resume: bool = False, progress: bool | None = None) -> Path:
-    """Train the model of ``config``; returns the run directory."""
-    run_dir = Path(config.training.output_dir)
+def _context(config: Config, data: FieldData) -> _Context:
+    """Resolve the device and precision, join the process group torchrun set up (if any)."""
     tcfg = config.training
-    if tcfg.threads:
-        torch.set_num_threads(tcfg.threads)
+    execution = Execution.resolve(tcfg.device, tcfg.precision)
+    group = distributed.join(execution.device, tcfg.collective_timeout_s)
+    if group.is_distributed and execution.device.type == "cuda":  # pragma: no cover - GPU
+        execution = dataclasses.replace(execution, device=torch.device("cuda", group.local_rank))
+        torch.cuda.set_device(execution.device)
+    workers = tcfg.workers if tcfg.workers is not None else (2 if data.lazy else 0)
+    return _Context(execution, group, workers)
+
+
+def _parallel(module: torch.nn.Module, ctx: _Context, compile_: bool) -> torch.nn.Module:
+    """``module`` as the training step calls it: DDP-wrapped in a multi-process run (the
+    gradient all-reduce is DDP's), compiled with ``training.compile``."""
+    if ctx.group.is_distributed:
+        device_ids = [ctx.execution.device] if ctx.execution.device.type == "cuda" else None
+        module = torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
+    return torch.compile(module) if compile_ else module
+
+
+def train(config: Config, resume: bool = False, progress: bool | None = None) -> Path:
+    """Train the model of ``config``; returns the run directory.
+
+    Run under ``torchrun`` it trains data-parallel over the processes torchrun started.
+    """
+    if config.training.threads:
+        torch.set_num_threads(config.training.threads)
+    check_time_steps(config.data, config.training.rollout)
+    data = FieldData(config.data)
+    ctx = _context(config, data)
+    try:
+        return _train(config, data, ctx, resume, progress)
+    finally:
+        ctx.group.leave()
+
+
+def _train(config: Config, data: FieldData, ctx: _Context, resume: bool, progress) -> Path:
+    run_dir = Path(config.training.output_dir)
+    tcfg, execution, group = config.training, ctx.execution, ctx.group
     if not resume and checkpoint.has_checkpoint(run_dir):
         raise ConfigError(
             f"{run_dir} already holds a trained run",
@@ -199,11 +248,9 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     if resume and not checkpoint.has_checkpoint(run_dir):
         resume = False  # nothing to resume from: start from scratch
 
-    check_time_steps(config.data, tcfg.rollout)
-    data = FieldData(config.data)
     task = _task(config.data, tcfg.rollout)
     torch.manual_seed(tcfg.seed)
-    model = _build_model(config, task)
+    model = build_task_model(config.model.name, config.model.args, task)
     if hasattr(model, "n_modes"):
         data.check_resolution(tuple(model.n_modes))
     train_set, val_set = data.dataset("train"), data.dataset("val")
@@ -227,7 +274,6 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         make_loss(config.loss.kind, config.loss.p, config.data.periodic),
         len(task.output_variables),
     )
-    surrogate = Surrogate(model, normalizer, task, data.grid)
 
     start_epoch, best = 0, math.inf
     tensors = meta = None
@@ -237,6 +283,8 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     stage = min(start_epoch // stage_epochs, n_stages - 1)
     if n_stages > 1:
         model.set_stage(stage)
+    model.to(execution.device, execution.dtype)
+    surrogate = Surrogate(model, normalizer, task, data.grid)
     optimizer = _optimizer(config, model, stage)
     if resume:
         same_stage = n_stages == 1 or meta["epoch"] // stage_epochs == stage
@@ -245,13 +293,17 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         normalizer = Normalizer.from_json(meta["normalizer"])
         surrogate.normalizer = normalizer
     if n_stages > 1 and stage > 0 and start_epoch == stage * stage_epochs:
-        _begin_stage(surrogate, stage, train_set, tcfg.batch_size)  # resumed at a stage start
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
+        _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)  # resumed at a start
     metrics_path = run_dir / "metrics.jsonl"
-    rows = _read_metrics(metrics_path, start_epoch - 1)
-    atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-    writer = _tensorboard(run_dir) if tcfg.tensorboard else None
+    writer = None
+    if group.is_main:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
+        rows = _read_metrics(metrics_path, start_epoch - 1)
+        atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
+        writer = _tensorboard(run_dir) if tcfg.tensorboard else None
+    network = _parallel(surrogate.task_model, ctx, tcfg.compile)
+    scaler = execution.grad_scaler()
 
     steps_per_epoch = math.ceil(len(train_set) / tcfg.batch_size)
     total_steps = steps_per_epoch * stage_epochs
@@ -260,34 +312,51 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         if n_stages > 1 and epoch // stage_epochs != stage:
             stage = epoch // stage_epochs
             model.set_stage(stage)
-            _begin_stage(surrogate, stage, train_set, tcfg.batch_size)
+            _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
             optimizer = _optimizer(config, model, stage)
-            print(f"stage {stage + 1}/{n_stages}", flush=True)
+            network = _parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
+            if group.is_main:
+                print(f"stage {stage + 1}/{n_stages}", flush=True)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
         model.train()
         batches = _batches(len(train_set), tcfg.batch_size, tcfg.seed, epoch)
+        # this process's part of each global batch, and its share of the batch's mean loss
+        # (x world size: DDP averages the gradients over the processes)
+        mine = [group.shard(b) for b in batches]
+        shares = [len(m) / len(b) for m, b in zip(mine, batches)]
+        # a process with no sample in a short last batch still steps with the others: it runs
+        # one sample with weight 0, so that DDP's all-reduce sees every process
+        mine = [m if len(m) else b[:1] for m, b in zip(mine, batches)]
         running = 0.0
         bar = tqdm(
-            batches, desc=f"epoch {epoch + 1}/{tcfg.epochs}", leave=False, disable=progress is False
+            ctx.loader(train_set, mine),
+            total=len(mine),
+            desc=f"epoch {epoch + 1}/{tcfg.epochs}",
+            leave=False,
+            disable=progress is False or not group.is_main,
         )
-        for i, indices in enumerate(bar):
+        for i, (x, y) in enumerate(bar):
             lr = learning_rate(config, stage_step + i, total_steps, steps_per_epoch)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            x, y = train_set.batch(indices)
-            z = normalizer.encode(x, task.input_variables, task.t_in)
-            pred = normalizer.decode(
-                surrogate.forward_normalized(z), task.output_variables, task.t_out
-            )
-            loss = loss_fn(pred, y)
-            objective = loss if stage == 0 else _residual_loss(surrogate, loss_fn, z, pred, y)
+            for param_group in optimizer.param_groups:
+                param_group["lr"] = lr
+            with execution.autocast():
+                z = normalizer.encode(x, task.input_variables, task.t_in)
+                pred = normalizer.decode(network(z), task.output_variables, task.t_out)
+                loss = loss_fn(pred, y)
+                if stage > 0:
+                    objective = _residual_loss(surrogate, loss_fn, z, pred, y)
+                else:
+                    objective = loss
             optimizer.zero_grad(set_to_none=True)
-            objective.backward()
-            optimizer.step()
-            running += loss.item()
-            bar.set_postfix(loss=f"{running / (i + 1):.4f}")
+            scaler.scale(objective * (shares[i] * group.world_size)).backward()
+            scaler.step(optimizer)
+            scaler.update()
+            running += loss.item() * shares[i]
+            if group.is_main:
+                bar.set_postfix(loss=f"{running / (i + 1):.4f}")
+        (running,) = group.sum([running], execution.device)
         model.eval()
-        val = evaluate_split(surrogate, val_set, tcfg.batch_size) if len(val_set) else math.nan
+        val = evaluate_split(surrogate, val_set, tcfg.batch_size, ctx) if len(val_set) else math.nan
         row = {
             "epoch": epoch,
             "train_loss": running / len(batches),
@@ -295,30 +364,37 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
             "lr": lr,
             "seconds": round(time.perf_counter() - started, 3),
         }
-        with open(metrics_path, "a") as f:
-            f.write(json.dumps(row) + "\n")
-        if writer is not None:
-            for key in ("train_loss", "val_rel_l2", "lr"):
-                writer.add_scalar(key, row[key], epoch)
-        print(
-            f"epoch {epoch + 1}/{tcfg.epochs}  train {row['train_loss']:.4f}  "
-            f"val rel L2 {val:.4f}  ({row['seconds']:.1f}s)",
-            flush=True,
-        )
         if math.isfinite(val):
             improved, best = val < best, min(best, val)
         else:  # no validation split: the latest weights are the best we know
             improved = True
-        last_epoch = epoch == tcfg.epochs - 1
-        if improved or last_epoch or (epoch + 1) % tcfg.checkpoint_every == 0:
-            tags = ["last"] + (["best"] if improved else [])
-            meta = _meta(config, normalizer, data.grid, task, best_val=best, val_rel_l2=val)
-            if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
-                meta["active_stages"] = model.active_stages
-            checkpoint.save_checkpoint(run_dir, tags, epoch, model, optimizer, meta)
+        if group.is_main:
+            _report(row, metrics_path, writer, tcfg.epochs)
+            last_epoch = epoch == tcfg.epochs - 1
+            if improved or last_epoch or (epoch + 1) % tcfg.checkpoint_every == 0:
+                tags = ["last"] + (["best"] if improved else [])
+                meta = _meta(config, normalizer, data.grid, task, best_val=best, val_rel_l2=val)
+                if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
+                    meta["active_stages"] = model.active_stages
+                checkpoint.save_checkpoint(run_dir, tags, epoch, model, optimizer, meta)
     if writer is not None:
         writer.close()
+    group.barrier()  # no process leaves before rank 0 has written the last checkpoint
     return run_dir
+
+
+def _report(row: dict, metrics_path: Path, writer, epochs: int) -> None:
+    """Append an epoch's row to metrics.jsonl (and TensorBoard), print it."""
+    with open(metrics_path, "a") as f:
+        f.write(json.dumps(row) + "\n")
+    if writer is not None:
+        for key in ("train_loss", "val_rel_l2", "lr"):
+            writer.add_scalar(key, row[key], row["epoch"])
+    print(
+        f"epoch {row['epoch'] + 1}/{epochs}  train {row['train_loss']:.4f}  "
+        f"val rel L2 {row['val_rel_l2']:.4f}  ({row['seconds']:.1f}s)",
+        flush=True,
+    )
 
 
 def _tensorboard(run_dir: Path):
@@ -331,15 +407,3 @@ def _tensorboard(run_dir: Path):
             "pip install tensorboard, or set training.tensorboard: false",
         ) from None
     return SummaryWriter(run_dir / "tensorboard")
-
-
-def surrogate_from_checkpoint(run_dir: Path, tag: str = "best") -> Surrogate:
-    """Rebuild model, normaliser, task and grid from a run's checkpoint."""
-    tensors, meta = checkpoint.load_checkpoint(run_dir, tag)
-    config = config_from_dict(meta["config"])
-    task = Task(**meta["task"])
-    model = _build_model(config, task)
-    checkpoint.restore(tensors, meta, model)
-    if "active_stages" in meta:
-        model.active_stages = meta["active_stages"]
-    return Surrogate(model, Normalizer.from_json(meta["normalizer"]), task, Grid(**meta["grid"]))

@@ -1,0 +1,127 @@
+"""A trained model as a *spec* plus weights: what the trainer writes and everyone else reads.
+
+The spec is the registered model name and its arguments, the :class:`Task` (which variables
+and time steps go in and come out), the normaliser and the training grid. This module builds a
+model from a spec and reads a run's checkpoint back into a :class:`TrainedModel`; the trainer,
+the evaluator and :func:`opflow.load` all use it, so none of them imports another to get a
+model.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import torch
+
+from opflow.data.dataset import Grid
+from opflow.data.normalizer import Normalizer
+from opflow.errors import ConfigError
+from opflow.models import build_model
+from opflow.run import checkpoint
+
+__all__ = ["Task", "TaskModel", "TrainedModel", "build_task_model", "load_trained"]
+
+
+@dataclasses.dataclass
+class Task:
+    """What the model maps: ``t_in`` steps of ``input_variables`` to ``t_out`` steps of outputs.
+
+    With ``rollout`` the model predicts one step and is applied ``t_out`` times, feeding its
+    output back (inputs and outputs are then the same variables).
+    """
+
+    input_variables: list[str]
+    output_variables: list[str]
+    t_in: int = 1
+    t_out: int = 1
+    rollout: bool = False
+    sample_dim: str = "sample"
+    time_dim: str | None = "time"
+
+    @property
+    def in_channels(self) -> int:
+        return len(self.input_variables) * self.t_in
+
+    @property
+    def model_out_channels(self) -> int:
+        return len(self.output_variables) * (1 if self.rollout else self.t_out)
+
+
+class TaskModel(torch.nn.Module):
+    """A model applied to its task, on normalised tensors: ``(B, in_channels, *s)`` ->
+    ``(B, n_out * steps, *s)`` (``steps`` defaults to ``task.t_out``).
+
+    A rollout task applies the model ``steps`` times, each step's output replacing the oldest
+    input step. One module call for the whole rollout, so data-parallel training wraps this
+    module (one forward per backward, as DistributedDataParallel requires).
+    """
+
+    def __init__(self, model: torch.nn.Module, task: Task):
+        super().__init__()
+        self.model = model
+        self.task = task
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        task = self.task
+        steps = task.t_out if steps is None else steps
+        if not task.rollout:  # under autocast the output may be half: back in x's dtype
+            return self.model(x).to(x.dtype)
+        n_vars, t_in = len(task.input_variables), task.t_in
+        outputs = []
+        for _ in range(steps):
+            step = self.model(x)  # (B, n_vars, *s)
+            outputs.append(step)
+            history = x.unflatten(1, (n_vars, t_in))
+            x = torch.cat((history[:, :, 1:], step.unsqueeze(2).to(x.dtype)), dim=2).flatten(1, 2)
+        # (steps, B, n_vars, *s) -> variable-major channels (B, n_vars * steps, *s)
+        return torch.stack(outputs, dim=2).flatten(1, 2).to(x.dtype)
+
+
+def build_task_model(name: str, args: dict, task: Task) -> torch.nn.Module:
+    """The registered model ``name`` with ``args``, its channels filled in from ``task``.
+
+    Raises :class:`ConfigError` when ``args`` name channels the task does not have.
+    """
+    args = dict(args)
+    for key, value in (
+        ("in_channels", task.in_channels),
+        ("out_channels", task.model_out_channels),
+    ):
+        if args.setdefault(key, value) != value:
+            raise ConfigError(
+                f"model.args.{key}={args[key]} does not match the data ({value})",
+                f"{key} = {value} for these variables and time windows",
+                f"remove model.args.{key} to have it set from the data",
+            )
+    return build_model(name, **args)
+
+
+@dataclasses.dataclass
+class TrainedModel:
+    """A run's model with weights loaded, and the rest of its spec."""
+
+    model: torch.nn.Module
+    normalizer: Normalizer
+    task: Task
+    grid: Grid
+    meta: dict  # the checkpoint's metadata (config, epoch, validation error, ...)
+
+
+def load_trained(
+    run_dir: str | Path,
+    tag: str = "best",
+    device: torch.device | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> TrainedModel:
+    """Rebuild the model of checkpoint ``tag`` of ``run_dir`` on ``device`` in ``dtype``."""
+    tensors, meta = checkpoint.load_checkpoint(Path(run_dir), tag)
+    model_spec, task = meta["config"]["model"], Task(**meta["task"])
+    model = build_task_model(model_spec["name"], model_spec.get("args", {}), task)
+    checkpoint.restore(tensors, meta, model)
+    if "active_stages" in meta:  # a staged model's best checkpoint may predate its last stage
+        model.active_stages = meta["active_stages"]
+    model = model.to(device=device, dtype=dtype)
+    return TrainedModel(
+        model, Normalizer.from_json(meta["normalizer"]), task, Grid(**meta["grid"]), meta
+    )
