@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from pathlib import Path
 
@@ -57,14 +56,15 @@ def _train(args) -> None:
 
 
 def _launch_torchrun(args) -> None:
-    """``opflow train --nproc N ...`` = ``torchrun --standalone --nproc-per-node N -m opflow
-    train ...`` (one node; for several, call torchrun yourself: README)."""
+    """``opflow train --nproc N ...`` is ``torchrun --standalone --nproc-per-node N -m opflow
+    train ...`` (one node; for several, call torchrun yourself: README), run in this process
+    so that a failed worker is reported in one line rather than as torchrun's traceback."""
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import parse_args, run
+
     from opflow.run.distributed import DistributedError
 
-    command = [
-        sys.executable,
-        "-m",
-        "torch.distributed.run",
+    argv = [
         "--standalone",
         f"--nproc-per-node={args.nproc}",
         "-m",
@@ -74,14 +74,22 @@ def _launch_torchrun(args) -> None:
         *[item for value in args.set or [] for item in ("--set", value)],
         *(["--resume"] if args.resume else []),
     ]
-    code = subprocess.call(command)
-    if code != 0:
-        raise DistributedError(
-            f"the {args.nproc}-process training run failed (torchrun exit status {code})",
-            "every process to finish",
-            "read the first error printed above; the last checkpoint is intact, so fix it and "
-            "rerun with --resume",
+    try:
+        run(parse_args(argv))
+    except ChildFailedError as err:
+        rank, failure = err.get_first_failure()
+        how = (
+            f"was stopped by {failure.signal_name()}"
+            if failure.exitcode < 0
+            else f"exited with status {failure.exitcode}"
         )
+        raise DistributedError(
+            f"the {args.nproc}-process training run failed: rank {rank} (pid {failure.pid}) "
+            f"{how} first, and the others were stopped",
+            "every process to finish",
+            "read that rank's error above; the last checkpoint is intact, so rerun with "
+            "--resume (with any number of processes)",
+        ) from None
 
 
 def _evaluate(args) -> None:

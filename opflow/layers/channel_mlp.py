@@ -19,6 +19,7 @@ from opflow.layers.gelu import (
     gelu,
     gelu_backward,
 )
+from opflow.spectral.precision import plain_ops_only
 
 __all__ = ["ChannelLinear", "ChannelMLP", "Identity", "SoftGating", "make_skip"]
 
@@ -203,6 +204,10 @@ class ChannelLinear(nn.Module):
         )
 
     def forward(self, x: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
+        if plain_ops_only(x):  # autocast picks the GEMM's precision; a new tensor, not in place
+            y = torch.matmul(self.weight, x.flatten(2)).unflatten(2, x.shape[2:])
+            y = y if self.bias is None else y + self.bias.view(-1, *[1] * (x.ndim - 2))
+            return y if add_to is None else add_to + y
         return _ChannelLinearFn.apply(x, self.weight, self.bias, add_to)
 
     def extra_repr(self) -> str:
@@ -240,7 +245,7 @@ class ChannelMLP(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.is_gelu_pair:
+        if self.is_gelu_pair and not plain_ops_only(x):
             first, second = self.fcs
             return _GeluMLPFn.apply(x, first.weight, first.bias, second.weight, second.bias)
         for i, fc in enumerate(self.fcs):
@@ -289,6 +294,8 @@ class SoftGating(nn.Module):
         self.weight = nn.Parameter(torch.ones(1, channels, *([1] * n_dim)))
 
     def forward(self, x: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
+        if plain_ops_only(x):
+            return self.weight * x if add_to is None else add_to + self.weight * x
         return _SoftGatingFn.apply(x, self.weight, add_to)
 
 
@@ -296,7 +303,9 @@ class Identity(nn.Module):
     """``x`` (or ``t + x`` in place in ``t`` with ``add_to=t``)."""
 
     def forward(self, x: torch.Tensor, add_to: torch.Tensor | None = None) -> torch.Tensor:
-        return x if add_to is None else add_to.add_(x)
+        if add_to is None:
+            return x
+        return add_to + x if plain_ops_only(x) else add_to.add_(x)
 
 
 def make_skip(

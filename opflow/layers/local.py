@@ -43,6 +43,7 @@ from torch import nn
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers.padding import Boundary, check_boundary, pad_boundary
 from opflow.spectral.conv import mix_modes
+from opflow.spectral.precision import full_precision
 
 __all__ = [
     "DifferentialConv",
@@ -421,6 +422,7 @@ class LocalBranches(nn.ModuleList):
             self._basis_multipliers[key] = multipliers.to(like.dtype).to(like.device)
         return self._basis_multipliers[key]
 
+    @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         grid_shape = tuple(x.shape[2:])
         if not all(branch.boundary == "periodic" for branch in self):

@@ -45,6 +45,7 @@ from opflow.layers.gelu import gelu, gelu_backward
 from opflow.models.registry import register
 from opflow.spectral import SpectralConv, backends, check_grid, fourier_resample
 from opflow.spectral.conv import gemm_conv_backward, gemm_conv_forward
+from opflow.spectral.precision import plain_ops_only
 
 __all__ = ["FNO", "FNOBlock", "activation"]
 
@@ -195,6 +196,7 @@ class FNOBlock(nn.Module):
         conv, mlp = self.conv, self.channel_mlp
         return (
             self.fuse
+            and not plain_ops_only(x)
             and self.local is None
             and self.non_linearity is F.gelu
             and isinstance(conv, SpectralConv)

@@ -20,7 +20,7 @@ import torch.distributed as dist
 
 from opflow.errors import OpflowError
 
-__all__ = ["ProcessGroup", "join", "DistributedError", "launched_by_torchrun"]
+__all__ = ["ProcessGroup", "join", "DistributedError", "launched_by_torchrun", "peer_failure"]
 
 
 class DistributedError(OpflowError, RuntimeError):
@@ -77,17 +77,29 @@ class ProcessGroup:
             dist.destroy_process_group()
 
 
+_PEER_FAILURE = ("gloo", "nccl", "connection", "timed out", "timeout", "peer")
+
+
+def peer_failure(err: BaseException, rank: int) -> DistributedError | None:
+    """The opflow error for ``err`` if it is a collective's failure (a peer process died, hung
+    or cannot be reached: gloo and NCCL raise these as plain RuntimeErrors), else None."""
+    text = str(err).splitlines()[0] if str(err) else type(err).__name__
+    if not isinstance(err, dist.DistError) and not any(k in text.lower() for k in _PEER_FAILURE):
+        return None
+    return DistributedError(
+        f"rank {rank}: a collective operation failed: another process of the run stopped or "
+        f"cannot be reached ({text[:160]})",
+        "every process of the run alive until the end",
+        "see the other processes' output for the first error; the last checkpoint is "
+        "intact: rerun with --resume (with any number of processes)",
+    )
+
+
 def _collective(op, *args):
     try:
         return op(*args)
-    except (RuntimeError, dist.DistBackendError) as err:
-        raise DistributedError(
-            f"a collective operation failed: another process of the run stopped or cannot be "
-            f"reached ({str(err).splitlines()[0][:200]})",
-            "every process of the run alive until the end",
-            "see the other processes' output for the first error; the last checkpoint is "
-            "intact: rerun with --resume (with any number of processes)",
-        ) from None
+    except RuntimeError as err:  # DistError is a RuntimeError
+        raise (peer_failure(err, dist.get_rank()) or err) from None
 
 
 def join(device: torch.device, timeout_s: float) -> ProcessGroup:

@@ -23,6 +23,7 @@ from opflow.errors import ShapeError
 from opflow.spectral import backends
 from opflow.spectral.backends import gemm
 from opflow.spectral.fourier import check_grid, n_kept
+from opflow.spectral.precision import full_precision
 
 __all__ = [
     "SpectralConv",
@@ -186,6 +187,14 @@ class _GemmSpectralConv(torch.autograd.Function):
         return grad_x, grad_weight, grad_bias, None, None
 
 
+@torch.compiler.disable(recursive=True)
+def _gemm_spectral_conv(x, weight, bias, n_modes, output_shape) -> torch.Tensor:
+    """The gemm node, run eagerly under ``torch.compile``: its cached per-grid matrices and
+    slot maps are Python-level state that dynamo would trace into many small graphs; compiled
+    code around it calls it as one opaque op."""
+    return _GemmSpectralConv.apply(x, weight, bias, n_modes, output_shape)
+
+
 class SpectralConv(nn.Module):
     """Spectral convolution for real fields in 1, 2 or 3 dimensions.
 
@@ -265,6 +274,7 @@ class SpectralConv(nn.Module):
             )
         check_grid(tuple(x.shape[2:]), self.n_modes)
 
+    @full_precision
     def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
         self.check_input(x)
         spatial = tuple(x.shape[2:])
@@ -278,7 +288,7 @@ class SpectralConv(nn.Module):
         backend = backends.select_backend(self.backend, spatial, self.n_modes, x.device)
         weight = self.weight.reshape(-1, *self.weight.shape[-3:])
         if backend is gemm:  # one autograd node: transforms, mixing and bias by hand
-            return _GemmSpectralConv.apply(x, weight, self.bias, self.n_modes, out_shape)
+            return _gemm_spectral_conv(x, weight, self.bias, self.n_modes, out_shape)
         if hasattr(backend, "spectral_conv"):  # the backend keeps the spectrum in its layout
             y = backend.spectral_conv(x, weight, self.n_modes, out_shape)
             return y if self.bias is None else y.add_(self.bias)

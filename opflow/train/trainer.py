@@ -232,6 +232,13 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
     ctx = _context(config, data)
     try:
         return _train(config, data, ctx, resume, progress)
+    except RuntimeError as err:  # a gradient all-reduce fails inside backward()
+        failure = (
+            distributed.peer_failure(err, ctx.group.rank) if ctx.group.is_distributed else None
+        )
+        if failure is None:
+            raise
+        raise failure from None
     finally:
         ctx.group.leave()
 

@@ -27,6 +27,7 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.spectral.conv import mix_modes
+from opflow.spectral.precision import full_precision
 from opflow.spectral.sphere import transform as sht_ops
 from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
 
@@ -150,6 +151,7 @@ class SphericalConv(nn.Module):
             )
         return grid if grid is not None else SphereGrid(x.shape[2], x.shape[3], self.grid_kind)
 
+    @full_precision
     def forward(
         self,
         x: torch.Tensor,
