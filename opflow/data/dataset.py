@@ -136,7 +136,10 @@ class FieldData:
         self.ds = ds[variables].transpose(*lead, *spatial)
         nbytes = sum(self.ds[v].nbytes for v in variables)
         self.lazy = nbytes > config.max_memory_gb * 2**30
-        if self.lazy:  # larger than memory: read sample by sample through dask, checked per read
+        if self.lazy:  # larger than memory: statistics through dask, batches read directly
+            # (xarray's lazy arrays read the chunks a batch needs once each; through dask,
+            # every one-sample task would decompress the whole storage chunk it lies in)
+            self._direct = self.ds
             self.ds = self.ds.chunk({config.sample_dim: 1})
         else:
             self.ds = self.ds.load()
@@ -165,12 +168,18 @@ class FieldData:
                     "data.spatial_dims",
                 )
 
-    def _check_finite(self, ds: xr.Dataset, variables: list[str]) -> None:
+    def _check_finite(
+        self, ds: xr.Dataset, variables: list[str], samples: list[int] | None = None
+    ) -> None:
+        """Raise DataError naming the first NaN/Inf; ``samples``: the file's sample indices
+        of ``ds``'s positions, when ``ds`` is a :meth:`read` of some samples."""
         for var in variables:
             values = ds[var].values
             bad = ~np.isfinite(values)
             if bad.any():
                 index = dict(zip(ds[var].dims, (int(i[0]) for i in np.nonzero(bad))))
+                if samples is not None:
+                    index[self.config.sample_dim] = samples[index[self.config.sample_dim]]
                 raise DataError(
                     f"{self.path}: variable {var!r} has {int(bad.sum())} NaN/Inf values "
                     f"(first at {index})",
@@ -232,22 +241,28 @@ class FieldData:
     def dataset(self, split: str) -> WindowDataset:
         return WindowDataset(self, self.split_indices(split))
 
-    def fields(self, variables: list[str], sample: int, times: slice | None) -> np.ndarray:
-        """``(len(variables) * n_times, *spatial)`` float32 for one sample."""
+    def read(self, samples: list[int]) -> xr.Dataset:
+        """The variables of ``samples`` in memory: one read per variable (for lazily read
+        data, one dask computation for a whole batch instead of one per pair), checked for
+        NaN/Inf."""
+        ds = (self._direct if self.lazy else self.ds).isel({self.config.sample_dim: samples})
+        if self.lazy:
+            ds = ds.load()
+            self._check_finite(ds, list(ds.data_vars), samples)
+        return ds
+
+    def fields(
+        self, variables: list[str], sample: int, times: slice | None, source: xr.Dataset
+    ) -> np.ndarray:
+        """``(len(variables) * n_times, *spatial)`` float32 of position ``sample`` of
+        ``source`` (this file's dataset or a :meth:`read` of it)."""
         cfg = self.config
         out = []
         for var in variables:
-            arr = self.ds[var]
             index = {cfg.sample_dim: sample}
             if cfg.time_dim:
                 index[cfg.time_dim] = times
-            values = np.asarray(arr.isel(index).values, dtype=np.float32)
-            if self.lazy and not np.isfinite(values).all():
-                raise DataError(
-                    f"{self.path}: variable {var!r} has NaN/Inf values in sample {sample}",
-                    "finite values",
-                    "drop or fill the bad samples first",
-                )
+            values = np.asarray(source[var].isel(index).values, dtype=np.float32)
             out.append(values.reshape(-1, *values.shape[-len(cfg.spatial_dims) :]))
         return np.concatenate(out, axis=0)
 
@@ -265,7 +280,13 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def batch(self, items) -> tuple[torch.Tensor, torch.Tensor]:
         """Stacked ``(inputs, targets)`` of the pairs ``items`` (any iterable of indices)."""
-        pairs = [self[int(i)] for i in items]
+        items = [int(i) for i in items]
+        samples = sorted({int(self.indices[i // len(self.starts)]) for i in items})
+        if self.data.lazy:  # read the batch's samples at once, then cut the windows
+            source, position = self.data.read(samples), {s: k for k, s in enumerate(samples)}
+        else:
+            source, position = self.data.ds, {s: s for s in samples}
+        pairs = [self._pair(i, source, position) for i in items]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 
     def loader(
@@ -289,16 +310,22 @@ class WindowDataset(torch.utils.data.Dataset):
         )
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg = self.data.config
-        sample = int(self.indices[item // len(self.starts)])
+        x, y = self.batch([item])
+        return x[0], y[0]
+
+    def _pair(
+        self, item: int, source: xr.Dataset, position: dict[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        cfg, data = self.data.config, self.data
+        sample = position[int(self.indices[item // len(self.starts)])]
         t0 = self.starts[item % len(self.starts)]
         if cfg.time_dim:
-            x = self.data.fields(cfg.input_variables, sample, slice(t0, t0 + cfg.t_in))
+            x = data.fields(cfg.input_variables, sample, slice(t0, t0 + cfg.t_in), source)
             end = t0 + cfg.t_in + cfg.t_out
-            y = self.data.fields(cfg.outputs, sample, slice(t0 + cfg.t_in, end))
+            y = data.fields(cfg.outputs, sample, slice(t0 + cfg.t_in, end), source)
         else:
-            x = self.data.fields(cfg.input_variables, sample, None)
-            y = self.data.fields(cfg.outputs, sample, None)
+            x = data.fields(cfg.input_variables, sample, None, source)
+            y = data.fields(cfg.outputs, sample, None, source)
         return torch.from_numpy(x), torch.from_numpy(y)
 
 

@@ -71,7 +71,7 @@ def write_dataset(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Pa
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent)) / path.name
     try:
         if engine == "zarr":
-            ds.to_zarr(tmp, mode="w", consolidated=False)
+            ds.to_zarr(tmp, mode="w", consolidated=False, encoding=_zarr_chunks(ds))
         else:
             encoding = (
                 {name: {"zlib": True, "complevel": 1} for name in ds.data_vars}
@@ -89,6 +89,18 @@ def write_dataset(ds: xr.Dataset, path: str | Path, compress: bool = True) -> Pa
     finally:
         shutil.rmtree(tmp.parent, ignore_errors=True)
     return path
+
+
+def _zarr_chunks(ds: xr.Dataset) -> dict:
+    """One zarr chunk per index of the leading dim (a sample, or a time step of a weather
+    series) for in-memory fields of 3 dims or more: opflow reads a batch of samples at
+    random, and a chunk of 50 samples (zarr's own choice for the quickstart data) is
+    decompressed whole for each one (lazily read training epochs 1.3x slower, measured)."""
+    return {
+        name: {"chunks": (1, *var.shape[1:])}
+        for name, var in ds.data_vars.items()
+        if var.ndim >= 3 and var.chunks is None
+    }
 
 
 def atomic_write_bytes(path: str | Path, data: bytes) -> None:

@@ -78,8 +78,9 @@ class TrainingConfig:
     of every batch, and the run reaches the weights one process would. ``device``: ``auto``
     (CUDA when available), ``cpu``, ``cuda`` or ``cuda:N`` (with several processes on CUDA,
     each takes the GPU of its local rank). ``precision``: see :mod:`opflow.run.execution`.
-    ``workers``: processes that read batches ahead of training (``None``: 2 for data read
-    lazily from disk, 0 for data in memory). ``compile``: ``torch.compile`` the model.
+    ``workers``: processes that read batches ahead of training (``None``: for data read
+    lazily from disk, 2 on a GPU or where the CPU has cores beyond torch's threads; else 0).
+    ``compile``: ``torch.compile`` the model.
     ``collective_timeout_s``: how long a process of a multi-process run waits for the others
     before it fails with an error (a dead or hung peer).
     """

@@ -238,3 +238,60 @@ def test_fp64_and_bf16_mixed_training(data_file, one_process_run, tmp_path):
         for name, run in [("fp32", one_process_run), *runs.items()]
     }
     assert val["bf16-mixed"] < 1.5 * val["fp32"], val
+
+
+def test_lazily_read_data_through_workers_trains_the_same_weights(
+    data_file, one_process_run, tmp_path
+):
+    config = _config(data_file, tmp_path / "run", workers=2)
+    config["data"]["max_memory_gb"] = 1e-9  # larger than "memory": read through dask
+    run = train(load_config(_write(tmp_path / "c.yaml", config)))
+    reference = _weights(one_process_run)
+    lazy = _weights(run)
+    assert all(torch.equal(lazy[k], reference[k]) for k in reference)
+
+
+def test_spectral_layers_stay_in_float32_under_autocast():
+    from opflow.models import FNO
+    from opflow.spectral import SpectralConv
+
+    torch.manual_seed(0)
+    conv = SpectralConv(4, 4, n_modes=(8, 8))
+    x = torch.randn(2, 4, 16, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = conv(x)
+        y_half_input = conv(x.bfloat16())
+    assert y.dtype == torch.float32 and torch.equal(y, conv(x))
+    assert torch.equal(y_half_input, conv(x.bfloat16().float()))
+    model = FNO(n_modes=(8, 8), in_channels=1, out_channels=1, hidden_channels=16)
+    x = torch.randn(4, 1, 32, 32)
+    reference = model(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        mixed = model(x)
+    mixed.float().square().mean().backward()  # the composed path has gradients
+    assert all(p.grad is not None for p in model.parameters())
+    # bfloat16 keeps 8 bits of mantissa: 2^-8 = 4e-3 relative per product
+    assert ((mixed.float() - reference).norm() / reference.norm()).item() < 1e-2
+
+
+def test_compiled_training_of_the_quickstart_config(data_file, tmp_path):
+    from opflow.cli import _find
+
+    overrides = [
+        f"data.path={data_file}",
+        "data.split={train: 16, val: 4, test: 4}",
+        "training.epochs=1",
+        "training.batch_size=8",
+        "training.threads=2",
+    ]
+    losses = {}
+    for compiled in (False, True):
+        out = tmp_path / f"compiled_{compiled}"
+        config = load_config(
+            _find("configs/quickstart.yaml"),
+            [*overrides, f"training.output_dir={out}", f"training.compile={compiled}"],
+        )
+        run = train(config)
+        losses[compiled] = json.loads((run / "metrics.jsonl").read_text())["train_loss"]
+    # the compiled model computes the eager one's values (to float32 reordering)
+    assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
