@@ -6,12 +6,15 @@ Both parts train ``configs/quickstart.yaml`` (FNO, 64x64 Navier–Stokes, 160 tr
 * ``precision``: the full quickstart budget (12 epochs) in fp32 and in bf16-mixed; prints the
   test relative L2 of each and the median seconds per epoch. bf16 arithmetic on a CPU without
   AMX is emulated, so no speed-up is expected here: the figure that matters is the error.
+* ``steps``: where the bf16 time goes: one fwd+bwd step of the quickstart FNO (batch 32),
+  median of 8, interleaved in one process: fused fp32 nodes, the composed modules in fp32
+  (what autocast and torch.compile run), and the composed modules under bf16 autocast.
 * ``data``: 3 epochs of the same run on the data held in memory, read lazily from the
   quickstart's netCDF file, and read lazily from a zarr copy written by opflow (one sample
   per chunk) with 0 and with 2 reader processes; prints the median epoch time of each and its
   ratio to the in-memory epoch.
 
-    python benchmarks/training_engine.py [--parts precision data] [--out bench_engine]
+    python benchmarks/training_engine.py [--parts precision steps data] [--out bench_engine]
 """
 
 from __future__ import annotations
@@ -69,6 +72,52 @@ def precision(out: Path, data: Path) -> None:
     print(f"bf16-mixed / fp32 test error: {ratio:.2f}x")
 
 
+def steps() -> None:
+    import contextlib
+    import time
+    from unittest import mock
+
+    import torch
+
+    import opflow.layers.channel_mlp
+    import opflow.models.fno
+    from opflow.models import FNO
+
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    model = FNO(
+        n_modes=(12, 12),
+        in_channels=1,
+        out_channels=1,
+        hidden_channels=24,
+        n_layers=4,
+        positional_embedding="periodic",
+    )
+    x = torch.randn(32, 1, 64, 64)
+
+    def composed():  # what autocast and torch.compile see: the plain torch modules
+        stack = contextlib.ExitStack()
+        for module in (opflow.layers.channel_mlp, opflow.models.fno):
+            stack.enter_context(mock.patch.object(module, "plain_ops_only", lambda x: True))
+        return stack
+
+    cases = {
+        "fp32, fused nodes": contextlib.nullcontext,
+        "fp32, composed modules": composed,
+        "bf16 autocast (composed)": lambda: torch.autocast("cpu", dtype=torch.bfloat16),
+    }
+    times = {name: [] for name in cases}
+    for _ in range(8):
+        for name, context in cases.items():
+            started = time.perf_counter()
+            with context():
+                model(x).float().square().mean().backward()
+            times[name].append(time.perf_counter() - started)
+    print("steps: quickstart FNO fwd+bwd, batch 32, median of 8 interleaved")
+    for name, values in times.items():
+        print(f"{name:<28} {statistics.median(values) * 1e3:>7.0f} ms")
+
+
 def data_loading(out: Path, data: Path) -> None:
     from opflow.data.io import open_dataset, write_dataset
 
@@ -95,13 +144,15 @@ def data_loading(out: Path, data: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--parts", nargs="+", default=["precision", "data"])
+    parser.add_argument("--parts", nargs="+", default=["precision", "steps", "data"])
     parser.add_argument("--out", default="bench_engine")
     args = parser.parse_args()
     out = Path(args.out).resolve()
     data = _quickstart_data(out)
     if "precision" in args.parts:
         precision(out, data)
+    if "steps" in args.parts:
+        steps()
     if "data" in args.parts:
         data_loading(out, data)
 

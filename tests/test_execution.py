@@ -151,6 +151,39 @@ def test_two_processes_reach_the_weights_of_one(data_file, one_process_run, tmp_
         assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
 
 
+STAGE = {"name": "FNO", "args": {"n_modes": [6, 6], "hidden_channels": 8, "n_layers": 2}}
+
+
+@pytest.mark.parametrize(
+    "model, data, training",
+    [
+        # SpecBoost: the trainable parameters change between stages (DDP is rebuilt)
+        ({"name": "SpecBoost", "args": {"stages": [STAGE, STAGE]}}, {}, {}),
+        # a rollout: the model is applied twice inside one DDP forward
+        (STAGE, {"t_out": 2}, {"rollout": True}),
+    ],
+    ids=["specboost", "rollout"],
+)
+def test_two_processes_train_staged_and_rollout_models_as_one(
+    data_file, tmp_path, model, data, training
+):
+    runs = {}
+    for nproc in (1, 2):
+        config = _config(data_file, tmp_path / f"run{nproc}", epochs=6, **training)
+        config["model"] = model
+        config["data"] |= data
+        path = _write(tmp_path / f"c{nproc}.yaml", config)
+        if nproc == 1:
+            runs[nproc] = train(load_config(path))
+            continue
+        proc = _opflow("train", str(path), "--nproc", "2", tag=str(tmp_path))
+        out = _finish(proc, tag=str(tmp_path))
+        assert proc.returncode == 0, out[-3000:]
+        runs[nproc] = tmp_path / "run2"
+    difference = _max_relative_difference(_weights(runs[2]), _weights(runs[1]))
+    assert difference < 1e-5, difference
+
+
 def test_killed_two_process_run_resumes_with_one_process(data_file, one_process_run, tmp_path):
     config = _write(tmp_path / "c.yaml", _config(data_file, tmp_path / "run"))
     tag = str(tmp_path)

@@ -11,6 +11,7 @@ import os
 import pytest
 import torch
 
+import opflow.spectral.backends as backends_module
 from opflow.errors import BackendError
 from opflow.spectral import SpectralConv, get_backend, select_backend
 from opflow.spectral.traffic import memory_traffic
@@ -103,8 +104,14 @@ def test_canonical_analyze_and_synthesize_match_the_fft_backend():
 
 
 def test_dispatch_rules(monkeypatch):
-    cpu = torch.device("cpu")
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
     assert select_backend("auto", (64, 64), (16, 16), cpu).__name__.endswith("gemm")
+    # on a GPU: the Triton kernels where they apply, cuFFT (the fft backend) elsewhere
+    assert select_backend("auto", (64, 64), (16, 16), cuda).__name__.endswith("triton")
+    assert select_backend("auto", (8, 46341), (4, 4), cuda).__name__.endswith(".fft")
+    monkeypatch.setattr(backends_module, "triton_available", lambda: False)
+    assert select_backend("auto", (64, 64), (16, 16), cuda).__name__.endswith(".fft")
+    monkeypatch.undo()
     monkeypatch.setenv("TRITON_INTERPRET", "0")
     with pytest.raises(BackendError, match="use backend='auto' or 'gemm' on the CPU"):
         select_backend("triton", (64, 64), (16, 16), cpu)

@@ -24,9 +24,11 @@ import torch
 from opflow.errors import BackendError
 from opflow.spectral.backends import fft, gemm
 
-__all__ = ["BACKENDS", "get_backend", "select_backend"]
+__all__ = ["BACKENDS", "TRITON_MAX_POINTS", "get_backend", "select_backend"]
 
 BACKENDS: dict[str, ModuleType | None] = {"fft": fft, "gemm": gemm, "triton": None}
+# the triton kernels' phases are exact int32 products n * k, so an axis has fewer points
+TRITON_MAX_POINTS = 46341
 
 
 def triton_available() -> bool:
@@ -64,7 +66,8 @@ def select_backend(
     size (32² to 256²), and on grids up to 32² whatever ``f``; the torch.fft path won when
     nearly all modes are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
 
-    On CUDA devices ``auto`` picks ``triton`` when Triton is installed. ``triton`` on a CPU
+    On CUDA devices ``auto`` picks ``triton`` where its kernels apply (Triton installed, every
+    axis shorter than :data:`TRITON_MAX_POINTS`), else ``fft`` (cuFFT). ``triton`` on a CPU
     tensor is an error unless Triton's interpreter is on (``TRITON_INTERPRET=1``).
     """
     if name == "triton":
@@ -73,8 +76,9 @@ def select_backend(
         return backend
     if name != "auto":
         return get_backend(name)
-    if device.type == "cuda" and triton_available():
-        return get_backend("triton")
+    if device.type == "cuda":
+        fits = max(spatial) < TRITON_MAX_POINTS
+        return get_backend("triton") if fits and triton_available() else fft
     points = math.prod(spatial)
     kept_fraction = (n_modes[-1] // 2 + 1) / (spatial[-1] // 2 + 1)
     if kept_fraction <= 0.55 or points <= 32**2:

@@ -47,6 +47,7 @@ import triton
 import triton.language as tl
 
 from opflow.errors import BackendError
+from opflow.spectral.backends import TRITON_MAX_POINTS
 from opflow.spectral.fourier import _synthesis_weights, kept_frequencies
 
 __all__ = ["analyze", "synthesize", "spectral_conv", "interpreter_active", "check_device"]
@@ -342,10 +343,10 @@ _BLOCK_R, _BLOCK_K, _BLOCK_N = 32, 32, 32
 
 def _run_step(step: _Step, x: torch.Tensor, pre: int, post: int) -> torch.Tensor:
     """Apply ``step`` to ``x``: ``(pre, N, post)`` real or ``(2, pre, N, post)`` complex."""
-    if step.period >= 46341:
+    if step.period >= TRITON_MAX_POINTS:
         raise BackendError(
             f"a grid axis of {step.period} points",
-            "fewer than 46341 points per axis (the kernels' exact int32 phase)",
+            f"fewer than {TRITON_MAX_POINTS} points per axis (the kernels' exact int32 phase)",
             "use backend='fft' for such grids",
         )
     n, k = step.in_idx.numel(), step.out_idx.numel()
