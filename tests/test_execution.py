@@ -328,3 +328,14 @@ def test_compiled_training_of_the_quickstart_config(data_file, tmp_path):
         losses[compiled] = json.loads((run / "metrics.jsonl").read_text())["train_loss"]
     # the compiled model computes the eager one's values (to float32 reordering)
     assert losses[True] == pytest.approx(losses[False], rel=1e-4), losses
+
+
+def test_the_embedding_api_does_not_import_training():
+    # the run layer sits below both: loading a surrogate needs no trainer, no config schema
+    code = (
+        "import sys, opflow; opflow.load; "
+        "print(sorted(m for m in sys.modules if m.startswith(('opflow.train', 'opflow.evaluate'))))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
