@@ -52,6 +52,17 @@ def field_dataset(
     )
 
 
+def last_weights(run: Path) -> dict:
+    """The model tensors of a run's last checkpoint, read from its safetensors file."""
+    import json
+
+    import safetensors.torch
+
+    pointer = json.loads((run / "checkpoints/last.json").read_text())
+    tensors = safetensors.torch.load_file(run / "checkpoints" / pointer["file"])
+    return {k: v for k, v in tensors.items() if k.startswith("model.")}
+
+
 @pytest.fixture
 def nc_file(tmp_path: Path) -> Path:
     path = tmp_path / "fields.nc"

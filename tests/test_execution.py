@@ -16,10 +16,9 @@ import time
 from pathlib import Path
 
 import pytest
-import safetensors.torch
 import torch
 import yaml
-from conftest import field_dataset
+from conftest import field_dataset, last_weights
 
 import opflow
 from opflow.errors import BackendError
@@ -61,12 +60,6 @@ def data_file(tmp_path_factory) -> Path:
 def _write(path: Path, config: dict) -> Path:
     path.write_text(yaml.safe_dump(config))
     return path
-
-
-def _weights(run: Path) -> dict[str, torch.Tensor]:
-    pointer = json.loads((run / "checkpoints/last.json").read_text())
-    tensors = safetensors.torch.load_file(run / "checkpoints" / pointer["file"])
-    return {k: v for k, v in tensors.items() if k.startswith("model.")}
 
 
 def _max_relative_difference(a: dict, b: dict) -> float:
@@ -139,7 +132,9 @@ def test_two_processes_reach_the_weights_of_one(data_file, one_process_run, tmp_
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert out.count(f"epoch {EPOCHS}/{EPOCHS}  train") == 1  # rank 0 alone reports
-    difference = _max_relative_difference(_weights(tmp_path / "run"), _weights(one_process_run))
+    difference = _max_relative_difference(
+        last_weights(tmp_path / "run"), last_weights(one_process_run)
+    )
     assert difference < 1e-5, difference
     rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
     reference = [
@@ -180,7 +175,7 @@ def test_two_processes_train_staged_and_rollout_models_as_one(
         out = _finish(proc, tag=str(tmp_path))
         assert proc.returncode == 0, out[-3000:]
         runs[nproc] = tmp_path / "run2"
-    difference = _max_relative_difference(_weights(runs[2]), _weights(runs[1]))
+    difference = _max_relative_difference(last_weights(runs[2]), last_weights(runs[1]))
     assert difference < 1e-5, difference
 
 
@@ -200,7 +195,9 @@ def test_killed_two_process_run_resumes_with_one_process(data_file, one_process_
     assert 1 <= done < EPOCHS - 1, f"killed after epoch {done}"
 
     train(load_config(config), resume=True)  # one process now
-    difference = _max_relative_difference(_weights(tmp_path / "run"), _weights(one_process_run))
+    difference = _max_relative_difference(
+        last_weights(tmp_path / "run"), last_weights(one_process_run)
+    )
     assert difference < 1e-5, difference
     rows = [json.loads(x) for x in metrics.read_text().splitlines()]
     assert [r["epoch"] for r in rows] == list(range(EPOCHS))
@@ -257,12 +254,12 @@ def test_float64_surrogate_agrees_with_float32(data_file, one_process_run):
 
 
 def test_fp64_and_bf16_mixed_training(data_file, one_process_run, tmp_path):
-    reference = _weights(one_process_run)
+    reference = last_weights(one_process_run)
     runs = {}
     for precision in ("fp64", "bf16-mixed"):
         cfg = _config(data_file, tmp_path / precision, precision=precision)
         runs[precision] = train(load_config(_write(tmp_path / f"{precision}.yaml", cfg)))
-    double = _weights(runs["fp64"])
+    double = last_weights(runs["fp64"])
     assert all(v.dtype == torch.float64 for v in double.values())
     # the same run in float64: the float32 reference's rounding is all that differs
     assert _max_relative_difference({k: v.float() for k, v in double.items()}, reference) < 1e-4
@@ -279,8 +276,8 @@ def test_lazily_read_data_through_workers_trains_the_same_weights(
     config = _config(data_file, tmp_path / "run", workers=2)
     config["data"]["max_memory_gb"] = 1e-9  # larger than "memory": read through dask
     run = train(load_config(_write(tmp_path / "c.yaml", config)))
-    reference = _weights(one_process_run)
-    lazy = _weights(run)
+    reference = last_weights(one_process_run)
+    lazy = last_weights(run)
     assert all(torch.equal(lazy[k], reference[k]) for k in reference)
 
 

@@ -14,6 +14,7 @@ import pytest
 import safetensors.torch
 import torch
 import yaml
+from conftest import last_weights
 
 import opflow
 from opflow.data.recipes import generate, load_recipe
@@ -86,12 +87,6 @@ def test_training_learns_and_writes_the_run(ns_files, tmp_path):
         train(load_config(cfg), progress=False)
 
 
-def _final_weights(run: Path) -> dict[str, torch.Tensor]:
-    pointer = json.loads((run / "checkpoints/last.json").read_text())
-    tensors = safetensors.torch.load_file(run / "checkpoints" / pointer["file"])
-    return {k: v for k, v in tensors.items() if k.startswith("model.")}
-
-
 def _cli(*args: str, **kw) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     return subprocess.Popen(
@@ -131,7 +126,7 @@ def test_resume_after_sigkill_gives_the_same_weights(ns_files, tmp_path):
     resumed = _cli("train", str(killed_cfg), "--resume")
     out, _ = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, out
-    a, b = _final_weights(tmp_path / "straight"), _final_weights(tmp_path / "killed")
+    a, b = last_weights(tmp_path / "straight"), last_weights(tmp_path / "killed")
     assert a.keys() == b.keys()
     for key in a:
         assert torch.equal(a[key], b[key]), key

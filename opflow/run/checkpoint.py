@@ -63,6 +63,8 @@ def save_checkpoint(
         tensors.update(optim)
         meta["optimizer_param_groups"] = groups
     tensors["rng.torch"] = torch.get_rng_state()
+    if torch.cuda.is_initialized():  # pragma: no cover - GPU: dropout masks drawn there
+        tensors["rng.cuda"] = torch.cuda.get_rng_state()
     blob = safetensors.torch.save(tensors, metadata={"opflow": json.dumps(meta)})
     path = folder / f"epoch_{epoch:04d}.safetensors"
     atomic_write_bytes(path, blob)
@@ -196,3 +198,5 @@ def restore(
         _restore_optimizer(optimizer, tensors, meta["optimizer_param_groups"])
     if rng:
         torch.set_rng_state(tensors["rng.torch"])
+        if "rng.cuda" in tensors and torch.cuda.is_available():  # pragma: no cover - GPU
+            torch.cuda.set_rng_state(tensors["rng.cuda"])
