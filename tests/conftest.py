@@ -52,6 +52,34 @@ def field_dataset(
     )
 
 
+def required_capabilities() -> set[str]:
+    """Capabilities whose tests must run, not skip: ``$OPFLOW_REQUIRE`` (comma separated:
+    ``native``, ``triton``), and both of them in CI (``CI=true``), so that CI cannot lose the
+    C kernel's or the Triton kernels' tests to a missing compiler or package unnoticed."""
+    names = {n.strip() for n in os.environ.get("OPFLOW_REQUIRE", "").split(",") if n.strip()}
+    if os.environ.get("CI", "").lower() == "true":
+        names |= {"native", "triton"}
+    return names
+
+
+def needs(capability: str, available: bool, why: str) -> pytest.MarkDecorator:
+    """Mark tests that need ``capability``: skipped where it is missing, failed where it is
+    missing but required (:func:`required_capabilities`)."""
+    if available or capability not in required_capabilities():
+        return pytest.mark.skipif(not available, reason=why)
+    return pytest.mark.missing_capability(capability, why)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "missing_capability(name, why): fails the test")
+
+
+def pytest_runtest_setup(item):
+    for mark in item.iter_markers("missing_capability"):
+        name, why = mark.args
+        pytest.fail(f"{name} is required here (CI=true or OPFLOW_REQUIRE) but missing: {why}")
+
+
 def last_weights(run: Path) -> dict:
     """The model tensors of a run's last checkpoint, read from its safetensors file."""
     import json

@@ -110,6 +110,51 @@ def test_normalizer_is_fitted_on_the_training_split_only(tmp_path):
     assert torch.allclose(back, x, atol=1e-5)
 
 
+def _two_variables(tmp_path, lazy: bool = False) -> tuple[FieldData, xr.Dataset]:
+    ds = field_dataset(n_samples=8, n_times=6)
+    # a second variable on another scale, so that a mixed-up order cannot go unnoticed
+    ds["tracer"] = 100.0 + 10.0 * ds.vorticity.roll(x=3) + 0.5 * ds.time
+    path = tmp_path / "two.nc"
+    ds.to_netcdf(path)
+    config = _config(
+        path,
+        input_variables=["vorticity", "tracer"],
+        output_variables=["tracer", "vorticity"],  # another order than the inputs
+        t_in=2,
+        t_out=3,
+        max_memory_gb=1e-9 if lazy else 4.0,
+    )
+    return FieldData(config), ds
+
+
+@pytest.mark.parametrize("lazy", [False, True], ids=["memory", "lazy"])
+def test_several_variables_and_steps_are_stacked_variable_major(tmp_path, lazy):
+    data, ds = _two_variables(tmp_path, lazy)
+    pairs = data.dataset("train")
+    assert len(pairs) == 6 * 2  # 6 samples x windows t0 = 0, 1
+    x, y = pairs.batch([3, 0])  # (sample 1, t0 = 1) and (sample 0, t0 = 0)
+    w, c = ds.vorticity.values, ds.tracer.values
+    np.testing.assert_array_equal(x[0].numpy(), np.concatenate([w[1, 1:3], c[1, 1:3]]))
+    np.testing.assert_array_equal(y[0].numpy(), np.concatenate([c[1, 3:6], w[1, 3:6]]))
+    np.testing.assert_array_equal(x[1].numpy(), np.concatenate([w[0, 0:2], c[0, 0:2]]))
+
+
+def test_normalizer_channels_follow_the_variables(tmp_path):
+    data, ds = _two_variables(tmp_path)
+    norm = Normalizer.fit(data, data.split_indices("train"), ["vorticity", "tracer"])
+    for var in ("vorticity", "tracer"):
+        values = ds[var].values[:6]
+        assert norm.mean[var] == pytest.approx(values.mean(), rel=1e-5)
+        assert norm.std[var] == pytest.approx(values.std(), rel=1e-4)
+    _, y = data.dataset("train").batch(range(12))
+    z = norm.encode(y, ["tracer", "vorticity"], 3)
+    # each channel by its own variable's statistics: tracer's 3 steps, then vorticity's
+    for channel, var in enumerate(["tracer"] * 3 + ["vorticity"] * 3):
+        expected = (y[:, channel] - norm.mean[var]) / norm.std[var]
+        torch.testing.assert_close(z[:, channel], expected)
+    torch.testing.assert_close(norm.decode(z, ["tracer", "vorticity"], 3), y)
+
+
 def test_input_file_is_never_modified(nc_file):
     before = nc_file.read_bytes()
     data = FieldData(_config(nc_file))

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import needs
 
 from opflow import native
 from opflow.layers.gelu import (
@@ -24,8 +25,8 @@ from opflow.layers.gelu import (
     uses_kernel,
 )
 
-needs_kernel = pytest.mark.skipif(
-    native.status("gelu") != "loaded", reason=f"GELU kernel unavailable: {native.status('gelu')}"
+needs_kernel = needs(
+    "native", native.status("gelu") == "loaded", f"GELU kernel: {native.status('gelu')}"
 )
 
 
@@ -256,3 +257,26 @@ def test_a_narrow_fno_through_the_kernels_matches_its_composed_modules():
     assert ((fused - composed).norm() / composed.norm()).item() < 2e-6
     for a, b in zip(fused_grads, composed_grads):
         assert ((a - b).norm() / b.norm()).item() < 2e-6
+
+
+@pytest.mark.parametrize("ci", ["true", ""])
+def test_ci_fails_where_the_kernel_tests_would_be_skipped(tmp_path, ci):
+    """Without a C compiler the kernel's tests skip on a developer's machine, but fail in CI
+    (``CI=true``): CI cannot lose them unnoticed."""
+    env = dict(os.environ, CI=ci, CC="false", OPFLOW_CACHE_DIR=str(tmp_path))
+    env.pop("OPFLOW_REQUIRE", None)
+    test = f"{Path(__file__)}::test_gelu_kernel_edges_and_special_values"
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", test],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
+        cwd=Path(__file__).parent.parent,
+    )
+    if ci:
+        assert done.returncode == 1, done.stdout[-2000:]
+        assert "native is required here" in done.stdout
+    else:
+        assert done.returncode == 0, done.stdout[-2000:]
+        assert "1 skipped" in done.stdout

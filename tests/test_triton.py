@@ -6,19 +6,22 @@ it. The cases are small: the interpreter runs every program instance in Python.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 
 import pytest
 import torch
+from conftest import needs
 
 import opflow.spectral.backends as backends_module
 from opflow.errors import BackendError
 from opflow.spectral import SpectralConv, get_backend, select_backend
 from opflow.spectral.traffic import memory_traffic
 
-pytest.importorskip("triton")
-pytestmark = pytest.mark.skipif(
-    os.environ.get("TRITON_INTERPRET") != "1", reason="needs Triton's interpreter on the CPU"
+pytestmark = needs(
+    "triton",
+    importlib.util.find_spec("triton") is not None and os.environ.get("TRITON_INTERPRET") == "1",
+    "the Triton tests need the triton package and its CPU interpreter (TRITON_INTERPRET=1)",
 )
 
 
