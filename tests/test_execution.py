@@ -184,10 +184,11 @@ def test_killed_two_process_run_resumes_with_one_process(data_file, one_process_
     tag = str(tmp_path)
     proc = _opflow("train", str(config), "--nproc", "2", tag=tag)
     metrics = tmp_path / "run" / "metrics.jsonl"
+    pointer = tmp_path / "run" / "checkpoints" / "last.json"
     deadline = time.monotonic() + 300
     while time.monotonic() < deadline and proc.poll() is None:
-        if metrics.is_file() and len(metrics.read_text().splitlines()) >= 2:
-            break  # two epochs written: kill the launcher and both workers mid-run
+        if pointer.is_file() and json.loads(pointer.read_text())["epoch"] >= 1:
+            break  # epoch 2's checkpoint written: kill the launcher and both workers mid-run
         time.sleep(0.01)
     _kill_all(tag)
     _finish(proc, timeout=60, tag=tag)
