@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import xarray as xr
 import yaml
 
 from opflow.data.recipes import generate, load_recipe
@@ -188,9 +190,15 @@ def test_mgno_trains_on_darcy_from_a_config_and_evaluates_at_twice_the_resolutio
     run = train(load_config(tmp_path / "cfg.yaml"), progress=False)
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["train_loss"] < 0.5 * rows[0]["train_loss"]
-    assert rows[-1]["val_rel_l2"] < 0.25
+    # the trivial baseline: the training split's mean pressure field, for every test sample
+    pressure = xr.open_dataset(files[17]).pressure.values
+    mean_field, test = pressure[:80].mean(axis=0), pressure[88:96]
+    mean_predictor = np.mean(
+        np.linalg.norm((test - mean_field).reshape(8, -1), axis=1)
+        / np.linalg.norm(test.reshape(8, -1), axis=1)
+    )  # 0.27
     results = evaluate_run(run, [files[17], files[33]])
     assert results[0].grid == [17, 17] and results[1].grid == [33, 33]
-    assert results[0].rel_l2 < 0.25
-    # zero-shot at 2x: the trained-grid prediction, interpolated (one fixed level)
-    assert results[1].rel_l2 < 1.5 * results[0].rel_l2
+    assert results[0].rel_l2 < 0.5 * mean_predictor  # 0.10
+    # zero-shot at 2x: the trained-grid prediction, interpolated (one fixed level): 0.100
+    assert results[1].rel_l2 < 1.15 * results[0].rel_l2
