@@ -56,9 +56,15 @@ def test_kernel_derivatives_match_autograd_and_finite_differences(base):
     assert torch.allclose(second, auto2, rtol=1e-10, atol=1e-12 * scale)
     assert (first - fd1).abs().max() < 1e-7 * second.abs().max()
     assert (second - fd2).abs().max() < 1e-5 * second.abs().max()
-    # a stationary, even kernel: k'(0) = 0 and k''(0) = -Σ w (curvature of the envelope + b²)
+    # a stationary, even kernel: k'(0) = 0 and k''(0) = -Σ w (curvature of the envelope + b²),
+    # the envelope's curvature at 0 being 2a (Gaussian, exp(-a d²)) or 5/3 λ² (Matérn-5/2)
     zero = torch.zeros(1, dtype=torch.float64)
     assert abs(kernel(zero, 1).item()) < 1e-14
+    with torch.no_grad():
+        w, scale = kernel.log_weight.exp(), kernel.log_lengthscale.exp()
+        curvature = 2 * scale if base == "gaussian" else 5 / 3 * scale**2
+        expected = -(w * (curvature + (2 * math.pi * kernel.frequency) ** 2)).sum()
+        assert kernel(zero, 2).item() == pytest.approx(expected.item(), rel=1e-12)
 
 
 def test_toeplitz_gram_is_the_kernel_matrix():
