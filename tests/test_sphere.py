@@ -163,7 +163,17 @@ def test_sphere_models_evaluate_on_a_finer_grid_consistently(name, args):
     y_coarse = model(isht(coeffs, coarse), output_shape=fine.shape)
     y_fine = model(isht(coeffs, fine))
     assert y_coarse.shape == y_fine.shape == (1, 1, 65, 128)
-    assert (y_coarse - y_fine).norm() <= 0.05 * y_fine.norm()
+    # the trivial alternative: the 33x64 prediction, nearest-neighbour upsampled (nested grids:
+    # fine row j and column k lie nearest coarse row round(j / 2), column round(k / 2))
+    y_on_coarse = model(isht(coeffs, coarse))
+    rows = torch.round(torch.arange(65) / 2).long()
+    columns = torch.round(torch.arange(128) / 2).long() % 64
+    nearest = y_on_coarse[..., rows, :][..., columns]
+    error = ((y_coarse - y_fine).norm() / y_fine.norm()).item()
+    baseline = ((nearest - y_fine).norm() / y_fine.norm()).item()
+    # measured (error / baseline): SFNO 0.042 / 0.089, isotropic 0.0074 / 0.035,
+    # SphericalCNN 0.036 / 0.13, with DISCO 0.0042 / 0.010
+    assert error <= 0.05 and error < 0.5 * baseline
 
 
 def test_disco_branch_gives_consistent_outputs_as_the_grid_is_refined():
