@@ -98,8 +98,9 @@ def test_spherical_models_train_from_config_and_evaluate_at_the_finer_grid(
     coarse, fine = evaluate_run(run_dir, [paths[(33, 64)], paths[(65, 128)]])
     assert fine.grid == [65, 128]
     assert math.isfinite(fine.rel_l2) and fine.rel_l2 < 1.0
-    # the same band-limited operator at twice the resolution: close to the training-grid error
-    assert fine.rel_l2 < 1.5 * coarse.rel_l2
+    # the same band-limited operator at twice the resolution: the training-grid error (0.6641
+    # vs 0.6641 measured; was allowed 50% worse)
+    assert fine.rel_l2 < 1.02 * coarse.rel_l2
     # on the sphere: WeatherBench-2 scores per variable and lead step, from the written predictions
     assert set(fine.weather_scores) == {"geopotential_height", "vorticity", "divergence"}
     with xr.open_dataset(fine.predictions) as ds:

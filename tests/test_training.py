@@ -272,7 +272,8 @@ def test_specboost_second_stage_reduces_the_error_and_its_high_wavenumbers(ns_fi
 
     surrogate.model.active_stages = 2
     results = evaluate_run(run, [ns_files[32], ns_files[64]], checkpoint="last")
-    assert results[1].grid == [64, 64] and results[1].rel_l2 < 1.5 * results[0].rel_l2
+    # zero-shot at 2x: 0.1084 at 64x64 vs 0.1084 at 32x32 measured (was allowed 50% worse)
+    assert results[1].grid == [64, 64] and results[1].rel_l2 < 1.02 * results[0].rel_l2
     assert (run / "evaluation" / "error_spectrum.png").is_file()
 
 
