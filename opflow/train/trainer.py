@@ -25,7 +25,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import os
 import time
 from pathlib import Path
 
@@ -44,6 +43,7 @@ from opflow.run.spec import Task, build_task_model
 from opflow.schema import to_dict
 from opflow.surrogate import Surrogate
 from opflow.train.config import Config
+from opflow.train.context import RunContext, parallel, run_context
 from opflow.train.losses import make_loss, per_variable, relative_lp
 
 __all__ = ["train", "learning_rate", "evaluate_split"]
@@ -91,21 +91,6 @@ def _optimizer(config: Config, model: torch.nn.Module, stage: int = 0) -> torch.
     optim_cls = torch.optim.AdamW if decoupled else torch.optim.Adam
     params = [p for p in model.parameters() if p.requires_grad]
     return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
-
-
-@dataclasses.dataclass
-class _Context:
-    """What every step of a run shares: where it executes and which process this is."""
-
-    execution: Execution
-    group: ProcessGroup
-    workers: int
-
-    def loader(self, dataset, batches: list[torch.Tensor]):
-        """``(x, y)`` of each index list, read ahead by the workers, on the run's device."""
-        pin = self.execution.device.type == "cuda"
-        for x, y in dataset.loader(batches, workers=self.workers, pin_memory=pin):
-            yield self.execution.to(x), self.execution.to(y)
 
 
 def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int, ctx) -> None:
@@ -159,13 +144,13 @@ def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tenso
 
 
 def evaluate_split(
-    surrogate: Surrogate, dataset, batch_size: int, ctx: _Context | None = None
+    surrogate: Surrogate, dataset, batch_size: int, ctx: RunContext | None = None
 ) -> float:
     """Mean relative L2 error (physical units) over a dataset, averaged over variables.
 
     In a multi-process run each process evaluates its share and the sums are combined.
     """
-    ctx = ctx or _Context(Execution(surrogate.device), ProcessGroup(), workers=0)
+    ctx = ctx or RunContext(Execution(surrogate.device), ProcessGroup(), workers=0)
     metric = per_variable(relative_lp, len(surrogate.task.output_variables))
     total = 0.0
     batches = [ctx.group.shard(b) for b in torch.arange(len(dataset)).split(batch_size)]
@@ -200,38 +185,6 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
     return rows
 
 
-def _context(config: Config, data: FieldData) -> _Context:
-    """Resolve the device and precision, join the process group torchrun set up (if any)."""
-    tcfg = config.training
-    execution = Execution.resolve(tcfg.device, tcfg.precision)
-    group = distributed.join(execution.device, tcfg.collective_timeout_s)
-    if group.is_distributed and execution.device.type == "cuda":  # pragma: no cover - GPU
-        execution = dataclasses.replace(execution, device=torch.device("cuda", group.local_rank))
-        torch.cuda.set_device(execution.device)
-    workers = tcfg.workers if tcfg.workers is not None else _default_workers(data, execution)
-    return _Context(execution, group, workers)
-
-
-def _default_workers(data: FieldData, execution: Execution) -> int:
-    """Reader processes for data read from disk: two where they do not take cores from
-    training (a GPU trains, or the CPU has cores beyond torch's threads), else none (on a
-    2-core CPU they slowed a lazily read quickstart epoch by 15-25%, measured)."""
-    if not data.lazy:
-        return 0
-    if execution.device.type == "cuda":
-        return 2
-    return max(0, min(2, (os.cpu_count() or 1) - torch.get_num_threads()))
-
-
-def _parallel(module: torch.nn.Module, ctx: _Context, compile_: bool) -> torch.nn.Module:
-    """``module`` as the training step calls it: DDP-wrapped in a multi-process run (the
-    gradient all-reduce is DDP's), compiled with ``training.compile``."""
-    if ctx.group.is_distributed:
-        device_ids = [ctx.execution.device] if ctx.execution.device.type == "cuda" else None
-        module = torch.nn.parallel.DistributedDataParallel(module, device_ids=device_ids)
-    return torch.compile(module) if compile_ else module
-
-
 def train(config: Config, resume: bool = False, progress: bool | None = None) -> Path:
     """Train the model of ``config``; returns the run directory.
 
@@ -241,7 +194,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         torch.set_num_threads(config.training.threads)
     check_time_steps(config.data, config.training.rollout)
     data = FieldData(config.data)
-    ctx = _context(config, data)
+    ctx = run_context(config, data)
     try:
         return _train(config, data, ctx, resume, progress)
     except RuntimeError as err:  # a gradient all-reduce fails inside backward()
@@ -255,7 +208,7 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         ctx.group.leave()
 
 
-def _train(config: Config, data: FieldData, ctx: _Context, resume: bool, progress) -> Path:
+def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progress) -> Path:
     run_dir = Path(config.training.output_dir)
     tcfg, execution, group = config.training, ctx.execution, ctx.group
     if not resume and checkpoint.has_checkpoint(run_dir):
@@ -321,7 +274,7 @@ def _train(config: Config, data: FieldData, ctx: _Context, resume: bool, progres
         rows = _read_metrics(metrics_path, start_epoch - 1)
         atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
         writer = _tensorboard(run_dir) if tcfg.tensorboard else None
-    network = _parallel(surrogate.task_model, ctx, tcfg.compile)
+    network = parallel(surrogate.task_model, ctx, tcfg.compile)
     scaler = execution.grad_scaler()
 
     steps_per_epoch = math.ceil(len(train_set) / tcfg.batch_size)
@@ -333,7 +286,7 @@ def _train(config: Config, data: FieldData, ctx: _Context, resume: bool, progres
             model.set_stage(stage)
             _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
             optimizer = _optimizer(config, model, stage)
-            network = _parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
+            network = parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
             if group.is_main:
                 print(f"stage {stage + 1}/{n_stages}", flush=True)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
