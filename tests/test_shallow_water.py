@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -23,9 +22,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest.fixture(scope="module")
 def swe_data(tmp_path_factory):
-    """8 trajectories of 3 hours at 33x64 and 65x128, made by two worker processes."""
+    """48 trajectories of 3 hours at 33x64 and 65x128, made by two worker processes."""
     recipe = load_recipe(ROOT / "datasets" / "shallow_water_quickstart.yaml")
-    recipe = dataclasses.replace(recipe, n_samples=8, n_records=3, workers=2)
+    recipe = dataclasses.replace(recipe, n_samples=48, n_records=3, workers=2)
     out = tmp_path_factory.mktemp("swe")
     return recipe, generate(recipe, out / "swe.nc", progress=False)
 
@@ -75,6 +74,29 @@ def test_swe_recipe_errors_are_clear(tmp_path):
         load_recipe(path)
 
 
+def _trivial_baselines(path, train: slice, test: slice) -> dict[str, tuple[float, float]]:
+    """Per variable: the latitude-weighted RMSE of persistence (hour t as the forecast of hour
+    t + 1) and of the mean predictor (the training trajectories' mean field), on the test pairs."""
+    with xr.open_dataset(path) as ds:
+        lat = ds["lat"].values
+
+        def rmse(forecast, truth):
+            def as_pairs(a):
+                return xr.DataArray(
+                    a.reshape(-1, *a.shape[-2:]), dims=("pair", "lat", "lon"), coords={"lat": lat}
+                )
+
+            return float(lat_weighted_rmse(as_pairs(forecast), as_pairs(truth)).mean())
+
+        baselines = {}
+        for name in ds.data_vars:
+            values = ds[name].values.astype("float64")
+            truth = values[test, 1:]
+            mean_field = np.broadcast_to(values[train].mean(axis=(0, 1)), truth.shape)
+            baselines[name] = (rmse(values[test, :-1], truth), rmse(mean_field, truth))
+    return baselines
+
+
 @pytest.mark.parametrize("config_name", ["swe_sfno.yaml", "swe_spherical_cnn.yaml"])
 def test_spherical_models_train_from_config_and_evaluate_at_the_finer_grid(
     swe_data, tmp_path, config_name
@@ -84,10 +106,10 @@ def test_spherical_models_train_from_config_and_evaluate_at_the_finer_grid(
         ROOT / "configs" / config_name,
         [
             f"data.path={paths[(33, 64)]}",
-            "data.split={train: 6, val: 1, test: 1}",
-            "model.args.hidden_channels=8",
-            "training.epochs=3",
-            "training.batch_size=6",
+            "data.split={train: 36, val: 6, test: 6}",
+            "model.args.hidden_channels=16",
+            "training.epochs=40",
+            "training.batch_size=8",
             f"training.output_dir={tmp_path / 'run'}",
         ],
     )
@@ -97,9 +119,22 @@ def test_spherical_models_train_from_config_and_evaluate_at_the_finer_grid(
     assert last["train_loss"] < first["train_loss"]
     coarse, fine = evaluate_run(run_dir, [paths[(33, 64)], paths[(65, 128)]])
     assert fine.grid == [65, 128]
-    assert math.isfinite(fine.rel_l2) and fine.rel_l2 < 1.0
-    # the same band-limited operator at twice the resolution: the training-grid error (0.6641
-    # vs 0.6641 measured; was allowed 50% worse)
+    # against trivial forecasts of the same test pairs: vorticity and divergence under half of
+    # persistence (measured SFNO 0.35 / 0.12, SphericalCNN 0.39 / 0.12 of it). The height is
+    # dominated by the gravity waves of the unbalanced random initial states, which oscillate
+    # about the mean: there the mean field beats persistence (30 m vs 40 m) and the models beat
+    # the mean field (27 m, 26 m), not half of it -- as at the full budget of
+    # benchmarks/swe_accuracy.py (24.6 m vs persistence's 43.3 m).
+    baselines = _trivial_baselines(paths[(33, 64)], slice(0, 36), slice(42, 48))
+    for name, scores in coarse.weather_scores.items():
+        persistence, mean_field = baselines[name]
+        error = scores["rmse"][0]
+        if name == "geopotential_height":
+            assert error < min(persistence, mean_field), (name, error, persistence, mean_field)
+        else:
+            assert error < 0.5 * persistence, (name, error, persistence)
+    # the same band-limited operator at twice the resolution: the training-grid error (equal to
+    # 4 digits measured; was allowed 50% worse)
     assert fine.rel_l2 < 1.02 * coarse.rel_l2
     # on the sphere: WeatherBench-2 scores per variable and lead step, from the written predictions
     assert set(fine.weather_scores) == {"geopotential_height", "vorticity", "divergence"}
