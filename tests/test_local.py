@@ -119,6 +119,29 @@ def test_local_no_builds_from_a_config_name_and_runs_at_any_resolution():
                     hidden_channels=8, positional_embeding="periodic")  # fmt: skip
 
 
+@pytest.mark.parametrize("boundary", ["periodic", "zero"])
+def test_local_no_is_the_fno_plus_its_local_branches(boundary):
+    """With its branches' weights at zero a LocalNO is the FNO of its other weights, value for
+    value, at any resolution; the branches then add what the layer tests check against torch's
+    padded convolutions (``test_periodic_branches_as_one_fourier_multiplier_...``)."""
+    torch.manual_seed(0)
+    args = dict(n_modes=[8, 8], in_channels=1, out_channels=1, hidden_channels=8, n_layers=2)
+    model = build_model("LocalNO", boundary=boundary, **args).double()
+    fno = build_model("FNO", **args).double()
+    branches = {k: v for k, v in model.state_dict().items() if ".local." in k}
+    assert len(branches) == 4  # a differential and a DISCO branch in each of 2 blocks
+    fno.load_state_dict({k: v for k, v in model.state_dict().items() if k not in branches})
+    x = torch.randn(2, 1, 32, 32, dtype=torch.float64)
+    with torch.no_grad():
+        differs = (model(x) - fno(x)).norm() / fno(x).norm()
+        assert differs > 5e-4, differs  # the branches take part (fresh: 1.7e-3, 2.0e-3)
+        for weight in branches.values():
+            weight.zero_()
+        for shape in ((32, 32), (48, 40)):
+            x = torch.randn(2, 1, *shape, dtype=torch.float64)
+            torch.testing.assert_close(model(x), fno(x), rtol=1e-12, atol=1e-12)
+
+
 @pytest.mark.parametrize("shape", [(33, 35), (64, 64)])
 def test_periodic_branches_as_one_fourier_multiplier_equal_the_padded_convolutions(shape):
     """LocalBranches' spectral path (periodic) against each branch's direct convolution."""
