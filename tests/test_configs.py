@@ -21,6 +21,7 @@ import xarray as xr
 from opflow.data.dataset import FieldData
 from opflow.data.normalizer import Normalizer
 from opflow.data.recipes import ShallowWaterRecipe, generate, load_recipe, output_paths
+from opflow.models.protocols import kept_modes
 from opflow.run.spec import Task, build_task_model
 from opflow.train import load_config
 
@@ -113,8 +114,8 @@ def test_config_reads_its_recipes_data_and_its_model_keeps_its_values_on_the_fin
             data_config, path=str(files[key]), split={"train": 1, "val": 1, "test": 1}
         )
         data = FieldData(small)  # variables and time windows checked against the file
-        if hasattr(model, "n_modes"):
-            data.check_resolution(tuple(model.n_modes))
+        if modes := kept_modes(model):
+            data.check_resolution(modes)
         x, y = data.dataset("train").batch([0])
         normalizer = Normalizer.fit(data, data.split_indices("train"), data_config.input_variables)
         with torch.no_grad():

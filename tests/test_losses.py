@@ -6,7 +6,8 @@ import math
 
 import torch
 
-from opflow.train.losses import h1_norm_squared, relative_h1, relative_lp
+from opflow.norms import h1_norm_squared, per_variable
+from opflow.train.losses import relative_h1, relative_lp
 
 
 def _mode(k: int, n: int = 32) -> torch.Tensor:
@@ -67,7 +68,6 @@ def test_periodic_fft_h1_would_misread_non_periodic_data():
 
 
 def test_per_variable_averages_each_variables_own_relative_error():
-    from opflow.train.losses import per_variable, relative_lp
 
     torch.manual_seed(0)
     depth = 1e4 + torch.randn(3, 2, 8, 8)  # metres: two time steps of one variable

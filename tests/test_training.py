@@ -20,7 +20,7 @@ from conftest import last_weights
 
 import opflow
 from opflow.data.recipes import generate, load_recipe
-from opflow.errors import CheckpointError, ConfigError
+from opflow.errors import CheckpointError, ConfigError, DataError
 from opflow.train import load_config, train
 
 RECIPE = """\
@@ -302,6 +302,18 @@ def test_staged_training_needs_epochs_divisible_by_stages(ns_files, tmp_path):
     cfg["model"] = {"name": "SpecBoost", "args": {"stages": [stage, stage]}}
     with pytest.raises(ConfigError, match="multiple of 2"):
         train(load_config(_write(tmp_path / "cfg.yaml", cfg)), progress=False)
+
+
+def test_staged_model_checks_the_grid_against_its_largest_stage(ns_files, tmp_path):
+    """SpecBoost declares the modes of its stages: a second stage keeping more modes than the
+    32x32 data carry is a data error before training, not a silently truncated stage."""
+    small = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
+    large = {"name": "FNO", "args": {"n_modes": [40, 40], "hidden_channels": 8, "n_layers": 2}}
+    cfg = _config(ns_files[32], tmp_path / "run", epochs=2)
+    cfg["model"] = {"name": "SpecBoost", "args": {"stages": [small, large]}}
+    with pytest.raises(DataError, match="n_modes\\[0\\]=40"):
+        train(load_config(_write(tmp_path / "cfg.yaml", cfg)), progress=False)
+    assert not (tmp_path / "run").exists()
 
 
 @pytest.mark.parametrize("rollout", [False, True], ids=["direct", "rollout"])

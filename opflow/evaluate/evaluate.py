@@ -21,14 +21,15 @@ import xarray as xr
 from opflow.data.dataset import DataConfig, FieldData
 from opflow.data.io import atomic_write_json, write_dataset
 from opflow.errors import ConfigError
-from opflow.evaluate.metrics import relative_l2_per_sample, spectral_error
+from opflow.evaluate.metrics import spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields
 from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
+from opflow.models.protocols import Staged, kept_modes
+from opflow.norms import per_variable, relative_h1_per_sample, relative_lp_per_sample
 from opflow.run.execution import resolve_device
 from opflow.run.spec import load_trained
 from opflow.schema import from_dict
 from opflow.surrogate import Surrogate
-from opflow.train.losses import per_variable, relative_h1_per_sample
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
 
@@ -80,12 +81,12 @@ def evaluate_run(
     results, spectra = [], {}
     for path in data_paths:
         data = FieldData(dataclasses.replace(base, path=str(path)))
-        if hasattr(surrogate.model, "n_modes"):
-            data.check_resolution(tuple(surrogate.model.n_modes))
+        if modes := kept_modes(surrogate.model):
+            data.check_resolution(modes)
         dataset = data.dataset(split)
         pred, truth = _predict(surrogate, dataset, batch_size)
         n_vars = len(task.output_variables)
-        errors = per_variable(relative_l2_per_sample, n_vars)(pred, truth)
+        errors = per_variable(relative_lp_per_sample, n_vars)(pred, truth)
         label = "x".join(str(n) for n in data.grid.sizes)
         stem = f"{Path(path).stem}"
         pred_path = write_dataset(
@@ -146,7 +147,7 @@ def _stage_predictions(surrogate, dataset, batch_size: int):
     """For a staged model (SpecBoost): ``(k, prediction of stages 1..k)`` for each earlier
     ``k``, so the error spectrum shows what every stage removes."""
     model = surrogate.model
-    active = getattr(model, "active_stages", 1)
+    active = model.active_stages if isinstance(model, Staged) else 1
     try:
         for stage in range(1, active):
             model.active_stages = stage

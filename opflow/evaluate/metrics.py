@@ -1,4 +1,5 @@
-"""Error metrics on ``(B, C, *spatial)`` fields."""
+"""Where in wavenumber the error of ``(B, C, ny, nx)`` fields is (relative errors:
+:mod:`opflow.norms`)."""
 
 from __future__ import annotations
 
@@ -6,13 +7,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["relative_l2_per_sample", "spectral_error"]
-
-
-def relative_l2_per_sample(pred: torch.Tensor, truth: torch.Tensor) -> torch.Tensor:
-    """``||pred - truth||_2 / ||truth||_2`` per sample over all channels and points, ``(B,)``."""
-    diff = (pred - truth).flatten(1).norm(dim=1)
-    return diff / truth.flatten(1).norm(dim=1).clamp_min(1e-12)
+__all__ = ["spectral_error"]
 
 
 def _shell_energy(field: torch.Tensor) -> np.ndarray:

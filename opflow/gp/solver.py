@@ -44,6 +44,7 @@ from opflow.gp.collocation import collocation_solve
 from opflow.gp.kernels import SpectralMixtureKernel
 from opflow.gp.kronecker import AxisFactor, KroneckerGram, UniformAxis, apply_along
 from opflow.gp.pde import VARIABLES, PDEProblem, apply_terms
+from opflow.norms import relative_lp_per_sample
 
 __all__ = [
     "KernelConfig",
@@ -201,7 +202,7 @@ def _boundary_mask(shape: tuple[int, ...]) -> torch.Tensor:
 
 def relative_l2(prediction: torch.Tensor, truth: torch.Tensor) -> float:
     """``‖prediction − truth‖₂ / ‖truth‖₂`` over all points."""
-    return float((prediction - truth).norm() / truth.norm())
+    return float(relative_lp_per_sample(prediction.reshape(1, -1), truth.reshape(1, -1)))
 
 
 def _mesh(axis_points: list[torch.Tensor]) -> tuple[torch.Tensor, ...]:

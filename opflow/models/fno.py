@@ -381,6 +381,9 @@ class FNO(nn.Module):
             non_linearity=act,
         )
 
+    def kept_modes(self) -> tuple[int, ...]:
+        return self.n_modes
+
     def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
         if x.ndim != 2 + self.n_dim or x.shape[1] != self.in_channels:
             raise ShapeError(

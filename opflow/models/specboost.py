@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from opflow.errors import ConfigError
+from opflow.models.protocols import kept_modes
 from opflow.models.registry import build_model, register
 
 __all__ = ["SpecBoost"]
@@ -80,6 +81,11 @@ class SpecBoost(nn.Module):
         self.n_stages = len(self.stages)
         self.active_stages = self.n_stages
         self.register_buffer("stage_scale", torch.ones(self.n_stages))
+
+    def kept_modes(self) -> tuple[int, ...]:
+        """The most modes any stage keeps on each axis (the grid must carry them all)."""
+        modes = [m for m in (kept_modes(stage) for stage in self.stages) if m is not None]
+        return tuple(max(axis) for axis in zip(*modes)) if modes else ()
 
     def set_stage(self, stage: int) -> None:
         """Train stage ``stage`` (0-based): it and the stages before it run, only it learns."""

@@ -36,6 +36,8 @@ from opflow.data.dataset import DataConfig, FieldData, Grid, check_time_steps
 from opflow.data.io import atomic_write_bytes
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
+from opflow.models.protocols import kept_modes, stage_count
+from opflow.norms import per_variable
 from opflow.run import checkpoint, distributed
 from opflow.run.distributed import ProcessGroup
 from opflow.run.execution import Execution
@@ -44,7 +46,7 @@ from opflow.schema import to_dict
 from opflow.surrogate import Surrogate
 from opflow.train.config import Config
 from opflow.train.context import RunContext, parallel, run_context
-from opflow.train.losses import make_loss, per_variable, relative_lp
+from opflow.train.losses import make_loss, relative_lp
 
 __all__ = ["train", "learning_rate", "evaluate_split"]
 
@@ -223,8 +225,8 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     task = _task(config.data, tcfg.rollout)
     torch.manual_seed(tcfg.seed)
     model = build_task_model(config.model.name, config.model.args, task)
-    if hasattr(model, "n_modes"):
-        data.check_resolution(tuple(model.n_modes))
+    if modes := kept_modes(model):
+        data.check_resolution(modes)
     train_set, val_set = data.dataset("train"), data.dataset("val")
     if len(train_set) == 0:
         raise ConfigError(
@@ -234,7 +236,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     normalizer = Normalizer.fit(data, data.split_indices("train"), variables)
     # staged models (SpecBoost) train one stage after another, each with its own optimizer
     # and learning-rate schedule over an equal share of the epochs
-    n_stages = getattr(model, "n_stages", 1)
+    n_stages = stage_count(model)
     if tcfg.epochs % n_stages:
         raise ConfigError(
             f"training.epochs={tcfg.epochs} for a model of {n_stages} stages",
