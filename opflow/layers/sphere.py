@@ -25,6 +25,8 @@ class SphereEmbedding(nn.Module):
     (B, C + 3, nlat, nlon)``. Gives pointwise layers the latitude (Coriolis, insolation) at the
     price of rotation equivariance."""
 
+    channels = 3
+
     def __init__(self, grid_kind: str = "equiangular"):
         super().__init__()
         self.grid_kind = grid_kind

@@ -69,30 +69,29 @@ class LocalNO(FNO):
         local_grid: Sequence[int] | None = None,
         **fno_args,
     ):
-        super().__init__(
-            n_modes, in_channels, out_channels, hidden_channels, n_layers=n_layers, **fno_args
-        )
+        n_dim = len(n_modes)
         if not differential_kernel and disco_radius is None:
             raise ConfigError(
                 "LocalNO with neither local branch",
                 "differential_kernel: true and/or a disco_radius",
                 "use FNO for a model without local branches",
             )
-        if disco_radius is not None and self.n_dim != 2:
+        if disco_radius is not None and n_dim != 2:
             raise ConfigError(
-                f"disco_radius with {self.n_dim}-D n_modes",
+                f"disco_radius with {n_dim}-D n_modes",
                 "2-D data for the local integral branch",
                 "set disco_radius: null",
             )
         c = hidden_channels
-        for block in self.blocks:
+
+        def local_branches(index: int) -> LocalBranches:
             branches = []
             if differential_kernel:
                 branches.append(
                     DifferentialConv(
                         c,
                         c,
-                        n_dim=self.n_dim,
+                        n_dim=n_dim,
                         boundary=boundary,
                         domain_length=domain_length,
                         length_scale=derivative_length,
@@ -110,4 +109,14 @@ class LocalNO(FNO):
                         domain_length=domain_length,
                     )
                 )
-            block.local = LocalBranches(branches, reference_grid=local_grid)
+            return LocalBranches(branches, reference_grid=local_grid)
+
+        super().__init__(
+            n_modes,
+            in_channels,
+            out_channels,
+            hidden_channels,
+            n_layers=n_layers,
+            local_branches=local_branches,
+            **fno_args,
+        )

@@ -32,9 +32,10 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers import ChannelMLP
+from opflow.layers.fno_block import FNOBlock, activation
 from opflow.layers.sphere import SphereDisco, SphereEmbedding, SphericalBatchNorm
-from opflow.models.fno import FNOBlock, activation
 from opflow.models.registry import register
+from opflow.models.skeleton import LiftBlocksProject
 from opflow.spectral.sphere import SphereGrid, SphericalConv, sphere_resample
 from opflow.spectral.sphere.transform import check_band_limit
 
@@ -64,7 +65,7 @@ def _check_input(model: nn.Module, x: torch.Tensor) -> SphereGrid:
 
 
 @register("SFNO")
-class SFNO(nn.Module):
+class SFNO(LiftBlocksProject):
     """Spherical Fourier neural operator.
 
     Parameters
@@ -121,32 +122,21 @@ class SFNO(nn.Module):
         disco_kernel_shape: int | tuple[int, int] = (3, 4),
         backend: str = "auto",
     ):
-        super().__init__()
-        self.in_channels, self.out_channels = in_channels, out_channels
-        self.lmax = int(lmax)
-        self.mmax = self.lmax if mmax is None else int(mmax)
+        lmax = int(lmax)
+        mmax = lmax if mmax is None else int(mmax)
         if disco_radius is not None and not 0 < disco_radius < math.pi:
             raise ConfigError(
                 f"disco_radius={disco_radius}",
                 "a geodesic radius in radians, 0 < r < pi",
                 "e.g. 0.2 (about 1300 km on the Earth)",
             )
-        self.grid, self.n_layers = grid, n_layers
         act = activation(non_linearity)
-        self.positional_embedding = _embedding(positional_embedding, grid)
-        lifting_in = in_channels + (3 if self.positional_embedding else 0)
-        self.lifting = ChannelMLP(
-            lifting_in,
-            hidden_channels,
-            int(lifting_channel_ratio * hidden_channels),
-            n_layers=2,
-            non_linearity=act,
-        )
         resample = partial(sphere_resample, kind=grid)
-        self.blocks = nn.ModuleList(
-            FNOBlock(
+
+        def make_block(index: int) -> FNOBlock:
+            return FNOBlock(
                 hidden_channels,
-                (self.lmax, self.mmax),
+                (lmax, mmax),
                 non_linearity=act,
                 use_channel_mlp=use_channel_mlp,
                 channel_mlp_expansion=channel_mlp_expansion,
@@ -155,40 +145,39 @@ class SFNO(nn.Module):
                 conv=SphericalConv(
                     hidden_channels,
                     hidden_channels,
-                    self.lmax,
-                    self.mmax,
+                    lmax,
+                    mmax,
                     operator=operator,
                     grid=grid,
                     backend=backend,
                 ),
                 resample=resample,
+                local=(
+                    None
+                    if disco_radius is None
+                    else SphereDisco(
+                        hidden_channels, hidden_channels, disco_radius, disco_kernel_shape, grid
+                    )
+                ),
             )
-            for _ in range(n_layers)
-        )
-        if disco_radius is not None:
-            for block in self.blocks:
-                block.local = SphereDisco(
-                    hidden_channels, hidden_channels, disco_radius, disco_kernel_shape, grid
-                )
-        self.projection = ChannelMLP(
-            hidden_channels,
+
+        super().__init__(
+            in_channels,
             out_channels,
-            int(projection_channel_ratio * hidden_channels),
-            n_layers=2,
+            hidden_channels,
+            n_layers,
+            make_block,
+            embedding=_embedding(positional_embedding, grid),
+            lifting_channel_ratio=lifting_channel_ratio,
+            projection_channel_ratio=projection_channel_ratio,
             non_linearity=act,
         )
+        self.lmax, self.mmax, self.grid = lmax, mmax, grid
 
     def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
         grid = _check_input(self, x)
         out = None if output_shape is None else tuple(int(s) for s in output_shape)
-        last_shape = None if out is None or out == grid.shape else out
-        if self.positional_embedding is not None:
-            x = self.positional_embedding(x)
-        x = self.lifting(x)
-        for i, block in enumerate(self.blocks):
-            last = i == self.n_layers - 1
-            x = block(x, output_shape=last_shape if last else None, last=last)
-        return self.projection(x)
+        return super().forward(x, None if out is None or out == grid.shape else out)
 
 
 def coarser_grid(grid: SphereGrid, level: int) -> SphereGrid:

@@ -1,0 +1,82 @@
+"""The skeleton FNO, LocalNO and SFNO share::
+
+    x -> [positional embedding] -> lifting MLP -> n_layers blocks -> projection MLP
+
+Only the blocks differ (a planar or spherical spectral conv, with or without local branches);
+FNO adds domain padding around the blocks and runs large batches in chunks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from opflow.layers import ChannelMLP
+
+__all__ = ["LiftBlocksProject"]
+
+
+class LiftBlocksProject(nn.Module):
+    """``(B, in_channels, *s) -> (B, out_channels, *output_shape)`` through ``n_layers`` blocks
+    of width ``hidden_channels``.
+
+    ``make_block(i)`` builds block ``i``, called as ``block(x, output_shape=..., last=...)``:
+    only the last block gets the output grid (it synthesises onto it) and skips its final
+    activation. ``embedding`` (optional) appends ``embedding.channels`` coordinate channels.
+    The lifting MLP has ``lifting_channel_ratio * hidden_channels`` hidden channels (one
+    linear layer when that is 0), the projection ``projection_channel_ratio *
+    hidden_channels``. Modules are built in the order embedding, lifting, blocks, projection
+    (the order their random initial weights are drawn in).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        hidden_channels: int,
+        n_layers: int,
+        make_block: Callable[[int], nn.Module],
+        embedding: nn.Module | None = None,
+        lifting_channel_ratio: float = 2,
+        projection_channel_ratio: float = 2,
+        non_linearity: Callable[[torch.Tensor], torch.Tensor] = torch.nn.functional.gelu,
+    ):
+        super().__init__()
+        self.in_channels, self.out_channels = in_channels, out_channels
+        self.hidden_channels, self.n_layers = hidden_channels, n_layers
+        self.positional_embedding = embedding
+        lifting_in = in_channels + (embedding.channels if embedding is not None else 0)
+        lifting_hidden = int(lifting_channel_ratio * hidden_channels)
+        self.lifting = (
+            ChannelMLP(
+                lifting_in, hidden_channels, lifting_hidden, n_layers=2, non_linearity=non_linearity
+            )
+            if lifting_hidden
+            else ChannelMLP(lifting_in, hidden_channels, n_layers=1)
+        )
+        self.blocks = nn.ModuleList(make_block(i) for i in range(n_layers))
+        self.projection = ChannelMLP(
+            hidden_channels,
+            out_channels,
+            int(projection_channel_ratio * hidden_channels),
+            n_layers=2,
+            non_linearity=non_linearity,
+        )
+
+    def lift(self, x: torch.Tensor) -> torch.Tensor:
+        """``(B, in_channels, *s) -> (B, hidden_channels, *s)``."""
+        if self.positional_embedding is not None:
+            x = self.positional_embedding(x)
+        return self.lifting(x)
+
+    def run_blocks(self, x: torch.Tensor, output_shape: Sequence[int] | None) -> torch.Tensor:
+        """The blocks in turn, the last onto ``output_shape`` (``None``: the input grid)."""
+        for i, block in enumerate(self.blocks):
+            last = i == self.n_layers - 1
+            x = block(x, output_shape=output_shape if last else None, last=last)
+        return x
+
+    def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
+        return self.projection(self.run_blocks(self.lift(x), output_shape))
