@@ -53,7 +53,8 @@ def kronecker_timings(n: int, repeats: int, threads: int) -> dict:
     torch.set_num_threads(threads)
     from opflow.gp import KernelConfig
     from opflow.gp.collocation import collocation_solve
-    from opflow.gp.solver import _boundary_mask, _loss, _mesh, build_gp
+    from opflow.gp.model import build_gp
+    from opflow.gp.solver import _boundary_mask, _loss, _mesh
 
     problem = _problem()
     model = build_gp(problem, [n, n], KernelConfig(), 1e-6)
@@ -91,7 +92,7 @@ def dense_timing(n: int, repeats: int, threads: int) -> float:
     """Log-det + solve from the Cholesky factor of the assembled ``n² × n²`` covariance."""
     torch.set_num_threads(threads)
     from opflow.gp import KernelConfig
-    from opflow.gp.solver import build_gp
+    from opflow.gp.model import build_gp
 
     model = build_gp(_problem(), [n, n], KernelConfig(), 1e-6)
     values = torch.randn(n * n, 1, dtype=torch.float64)

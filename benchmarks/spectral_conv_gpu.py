@@ -8,7 +8,7 @@ Run on a machine with a CUDA GPU and Triton (torch's CUDA wheels bring it):
 Each row: medians of CUDA-event timings over repetitions interleaved between the candidates
 (one process), the ratios neuraloperator / triton and fft / triton (> 1: the fused kernels are
 faster), and the forward's achieved bandwidth: the bytes of opflow's memory-traffic model
-(:func:`opflow.spectral.traffic.memory_traffic`) over the measured time, against the device's
+(``benchmarks/traffic.py``) over the measured time, against the device's
 peak (from its memory clock and bus width). Without a GPU the script prints the traffic model
 for the benchmark's shapes and stops.
 """
@@ -20,9 +20,9 @@ import statistics
 
 import torch
 from spectral_conv import _fwd, _fwd_bwd
+from traffic import memory_traffic
 
 from opflow.spectral import SpectralConv
-from opflow.spectral.traffic import memory_traffic
 
 
 def peak_bandwidth_gbs(device: int = 0) -> float:

@@ -8,7 +8,9 @@ import pytest
 import torch
 
 from opflow.errors import ConfigError, ShapeError
-from opflow.layers.local import DifferentialConv, LocalBranches, LocalIntegralConv
+from opflow.layers.differential import DifferentialConv
+from opflow.layers.disco import LocalIntegralConv
+from opflow.layers.local_branches import LocalBranches
 from opflow.models import build_model
 
 

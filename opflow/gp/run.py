@@ -30,8 +30,9 @@ import numpy as np
 from opflow.data.io import atomic_write_bytes, atomic_write_json, write_dataset
 from opflow.errors import CheckpointError, ConfigError
 from opflow.gp.expression import compile_expression
+from opflow.gp.model import GridGP, KernelConfig, build_gp
 from opflow.gp.pde import PDEProblem, make_problem
-from opflow.gp.solver import GPSolution, GridGP, KernelConfig, SolverOptions, build_gp, solve
+from opflow.gp.solver import GPSolution, SolverOptions, solve
 from opflow.schema import apply_overrides, from_dict, load_yaml, to_dict
 
 __all__ = ["ProblemConfig", "GPConfig", "load_gp_config", "run", "load_solution"]

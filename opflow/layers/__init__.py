@@ -2,8 +2,8 @@
 kernels, multigrid)."""
 
 from opflow.layers.channel_mlp import ChannelLinear, ChannelMLP, SoftGating, make_skip
+from opflow.layers.differential import DifferentialConv
 from opflow.layers.embeddings import GridEmbedding
-from opflow.layers.local import DifferentialConv
 from opflow.layers.multigrid import MultigridConv
 from opflow.layers.padding import DomainPadding
 

@@ -1,5 +1,6 @@
 """Padding: of the domain (so a Fourier layer can treat a non-periodic problem), and by the
-boundary condition (so local stencils see the right neighbours at the edges)."""
+boundary condition (so local stencils see the right neighbours at the edges); the grid spacing
+each boundary condition implies."""
 
 from __future__ import annotations
 
@@ -11,7 +12,14 @@ import torch.nn.functional as F
 
 from opflow.errors import ConfigError
 
-__all__ = ["Boundary", "CONV_PADDING_MODE", "DomainPadding", "check_boundary", "pad_boundary"]
+__all__ = [
+    "Boundary",
+    "CONV_PADDING_MODE",
+    "DomainPadding",
+    "check_boundary",
+    "grid_spacing",
+    "pad_boundary",
+]
 
 Boundary = Literal["zero", "periodic", "reflect"]
 # the same conditions as nn.Conv's padding_mode, and as F.pad's mode
@@ -67,3 +75,17 @@ class DomainPadding:
         index = [slice(None), slice(None)]
         index += [slice(w, w + n) for w, n in zip(self.widths(spatial), spatial)]
         return x[tuple(index)]
+
+
+def grid_spacing(
+    shape: Sequence[int], boundary: Boundary, domain_length: float | Sequence[float] = 1.0
+) -> list[float]:
+    """Spacing per axis of a uniform grid of ``shape`` points over ``domain_length``."""
+    lengths = (
+        [float(domain_length)] * len(shape)
+        if isinstance(domain_length, int | float)
+        else [float(v) for v in domain_length]
+    )
+    if boundary == "periodic":
+        return [length / n for length, n in zip(lengths, shape)]
+    return [length / max(n - 1, 1) for length, n in zip(lengths, shape)]

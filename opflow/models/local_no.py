@@ -6,7 +6,7 @@ Each Fourier block becomes
 
 with ``DiffConv`` a zero-sum stencil over the grid spacing (a learned directional derivative,
 :class:`opflow.layers.DifferentialConv`) and ``DISCO`` a local integral kernel of fixed
-physical radius (:class:`opflow.layers.local.LocalIntegralConv`), both valid as the grid is
+physical radius (:class:`opflow.layers.disco.LocalIntegralConv`), both valid as the grid is
 refined. The global spectral part and every FNO option are those of :class:`FNO`.
 """
 
@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opflow.errors import ConfigError
-from opflow.layers.local import DifferentialConv, LocalBranches, LocalIntegralConv
+from opflow.layers.differential import DifferentialConv
+from opflow.layers.disco import LocalIntegralConv
+from opflow.layers.local_branches import LocalBranches
 from opflow.layers.padding import Boundary
 from opflow.models.fno import FNO
 from opflow.models.registry import register
