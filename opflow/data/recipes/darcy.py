@@ -11,7 +11,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from opflow.data.io import write_dataset
-from opflow.data.recipes.registry import dataset_attrs, register_recipe
+from opflow.data.recipes.registry import PlanarGrids, dataset_attrs, register_recipe
 from opflow.errors import ConfigError
 from opflow.solvers import darcy
 
@@ -20,7 +20,7 @@ __all__ = ["DarcyRecipe"]
 
 @register_recipe("darcy")
 @dataclasses.dataclass
-class DarcyRecipe:
+class DarcyRecipe(PlanarGrids):
     """Steady Darcy flow ``-div(a grad u) = f`` on the unit square, ``u = 0`` on the boundary.
 
     FNO's benchmark: ``a = a_high`` where a Gaussian random field ``N(0, (-Δ + τ²)^(-α))`` is
@@ -58,12 +58,6 @@ class DarcyRecipe:
                 "a positive sample count and positive coefficients",
                 "fix the recipe",
             )
-
-    def grid_keys(self) -> list[int]:
-        return sorted(set(self.resolutions))
-
-    def grid_label(self, key: int) -> str:
-        return str(key)
 
     def write(self, paths: dict[int, Path], progress: bool) -> None:
         _write(self, paths, progress)

@@ -12,7 +12,7 @@ import xarray as xr
 from tqdm.auto import tqdm
 
 from opflow.data.io import write_dataset
-from opflow.data.recipes.registry import dataset_attrs, register_recipe
+from opflow.data.recipes.registry import PlanarGrids, dataset_attrs, register_recipe
 from opflow.errors import ConfigError
 from opflow.solvers import navier_stokes
 
@@ -21,7 +21,7 @@ __all__ = ["NavierStokesRecipe"]
 
 @register_recipe("navier_stokes")
 @dataclasses.dataclass
-class NavierStokesRecipe:
+class NavierStokesRecipe(PlanarGrids):
     """Vorticity trajectories of 2-D Navier–Stokes on the unit torus (FNO's setting)."""
 
     name: str
@@ -55,12 +55,6 @@ class NavierStokesRecipe:
                 "positive integers",
                 "fix the recipe",
             )
-
-    def grid_keys(self) -> list[int]:
-        return sorted(set(self.resolutions))
-
-    def grid_label(self, key: int) -> str:
-        return str(key)
 
     def write(self, paths: dict[int, Path], progress: bool) -> None:
         _write(self, paths, progress)

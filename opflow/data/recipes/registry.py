@@ -11,7 +11,7 @@ import yaml
 import opflow
 from opflow.schema import to_dict
 
-__all__ = ["register_recipe", "recipe_classes", "output_paths", "dataset_attrs"]
+__all__ = ["PlanarGrids", "register_recipe", "recipe_classes", "output_paths", "dataset_attrs"]
 
 _RECIPES: dict[str, type] = {}
 
@@ -29,6 +29,18 @@ def register_recipe(equation: str) -> Callable[[type], type]:
         return cls
 
     return decorate
+
+
+class PlanarGrids:
+    """Grid keys of a recipe whose ``resolutions`` are point counts per axis (square grids)."""
+
+    resolutions: list[int]
+
+    def grid_keys(self) -> list[int]:
+        return sorted(set(self.resolutions))
+
+    def grid_label(self, key: int) -> str:
+        return str(key)
 
 
 def recipe_classes() -> dict[str, type]:
