@@ -27,8 +27,9 @@ import scipy.linalg
 import torch
 
 from opflow.errors import ConfigError
-from opflow.gp.kronecker import KroneckerGram, apply_along
+from opflow.gp.kronecker import KroneckerGram
 from opflow.gp.pde import PDEProblem, apply_terms
+from opflow.spectral.axis import apply_along
 
 __all__ = ["differentiation_matrix", "collocation_solve"]
 

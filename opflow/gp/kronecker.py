@@ -24,14 +24,7 @@ import torch
 
 from opflow.errors import ConfigError
 
-__all__ = ["UniformAxis", "AxisFactor", "KroneckerGram", "apply_along"]
-
-
-def apply_along(matrix: torch.Tensor, tensor: torch.Tensor, axis: int) -> torch.Tensor:
-    """``tensor ×_axis matrix``: contract ``matrix (m, n)`` with ``tensor``'s ``axis`` (size n)."""
-    moved = tensor.movedim(axis, 0)
-    out = matrix @ moved.reshape(moved.shape[0], -1)
-    return out.reshape(matrix.shape[0], *moved.shape[1:]).movedim(0, axis)
+__all__ = ["UniformAxis", "AxisFactor", "KroneckerGram"]
 
 
 class UniformAxis:

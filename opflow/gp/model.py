@@ -17,8 +17,9 @@ from torch import nn
 
 from opflow.errors import ConfigError
 from opflow.gp.kernels import SpectralMixtureKernel
-from opflow.gp.kronecker import AxisFactor, KroneckerGram, UniformAxis, apply_along
+from opflow.gp.kronecker import AxisFactor, KroneckerGram, UniformAxis
 from opflow.gp.pde import PDEProblem
+from opflow.spectral.axis import apply_along
 
 __all__ = ["KernelConfig", "GridGP", "build_gp"]
 
