@@ -166,3 +166,22 @@ def test_wrong_channels_and_dims_are_clear_errors():
         conv(torch.randn(1, 3, 16, 16), output_shape=(16,))
     with pytest.raises(OpflowError, match="Unknown spectral backend"):
         SpectralConv(3, 1, (8, 8), backend="cufft")
+
+
+def test_cached_constants_are_bounded_per_device_and_guarded_against_writes():
+    from opflow.spectral import fourier
+
+    cpu = torch.device("cpu")
+    fourier.analysis_step.cache_clear()
+    matrix = fourier.analysis_step(16, 8, 0, 2, torch.float64, cpu)
+    assert fourier.analysis_step(16, 8, 0, 2, torch.float64, cpu) is matrix  # built once
+    assert fourier.analysis_step(16, 8, 0, 2, torch.float32, cpu) is not matrix  # per dtype
+    for n in range(20, 20 + fourier.analysis_step.cache.maxsize + 5):
+        fourier.analysis_step(n, 8, 0, 2, torch.float64, cpu)
+    assert len(fourier.analysis_step.cache) == fourier.analysis_step.cache.maxsize
+    again = fourier.analysis_step(16, 8, 0, 2, torch.float64, cpu)  # evicted, rebuilt equal
+    torch.testing.assert_close(again, matrix, rtol=0, atol=0)
+    again.mul_(2)  # a caller writes into the shared matrix by mistake
+    with pytest.raises(RuntimeError, match="modified in place"):
+        fourier.analysis_step(16, 8, 0, 2, torch.float64, cpu)
+    fourier.analysis_step.cache_clear()

@@ -15,6 +15,7 @@ from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers.padding import Boundary, check_boundary, grid_spacing, pad_boundary
+from opflow.spectral.cache import ConstantCache
 
 __all__ = ["LocalIntegralConv", "disco_basis"]
 
@@ -105,14 +106,15 @@ class LocalIntegralConv(nn.Module):
         self.weight = nn.Parameter(
             torch.empty(out_channels, in_channels, n_basis).uniform_(-bound, bound)
         )
-        self._basis: dict[tuple, torch.Tensor] = {}
+        self._basis = ConstantCache(maxsize=8)
 
     def _basis_for(self, spacing: tuple[float, float], like: torch.Tensor) -> torch.Tensor:
-        key = (spacing, like.dtype, like.device)
-        if key not in self._basis:
-            basis = disco_basis(self.radius, spacing, self.n_rings, self.n_angles)
-            self._basis[key] = basis.to(dtype=like.dtype, device=like.device)
-        return self._basis[key]
+        return self._basis.get(
+            (spacing, like.dtype, like.device),
+            lambda: disco_basis(self.radius, spacing, self.n_rings, self.n_angles).to(
+                dtype=like.dtype, device=like.device
+            ),
+        )
 
     def forward(self, x: torch.Tensor, spacing: Sequence[float] | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:

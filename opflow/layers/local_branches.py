@@ -16,6 +16,7 @@ grow with the stencil (the DISCO stencil grows with the grid: 9×9 at 64², 17×
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import torch
@@ -23,62 +24,44 @@ import torch.nn.functional as F
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
-from opflow.spectral.conv import mix_modes
+from opflow.spectral import get_backend, mix_modes, select_backend
+from opflow.spectral.cache import ConstantCache
 from opflow.spectral.precision import full_precision
 
-__all__ = ["LocalBranches", "periodic_transfer", "transfer_on_grid"]
+__all__ = ["LocalBranches", "circular_kernel", "shared_band"]
 
 
-def periodic_transfer(kernel: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
-    """Fourier multiplier of a centred cross-correlation kernel on a periodic grid.
+def circular_kernel(kernel: torch.Tensor, grid_shape: Sequence[int]) -> torch.Tensor:
+    """The field ``g`` on a periodic grid whose circular convolution is the cross-correlation
+    with ``kernel``: ``y(p) = Σ_d kernel(d) x(p + d) = Σ_e g(e) x(p - e)``, so ``g(e) =
+    kernel(-e)``, centred at the origin.
 
-    ``kernel`` ``(out, in, k_1, ..., k_d)`` (odd sizes, centre at ``k // 2``) acts as
-    ``y(p) = Σ_d kernel(d) x(p + d)``; returns ``T`` ``(out, in, n_1, ..., n_d // 2 + 1)``
-    complex with ``rfftn(y) = Σ_in T · rfftn(x)``. Each ``k_i`` must not exceed ``n_i``.
+    ``kernel`` ``(..., k_1, ..., k_d)`` (odd sizes, centre at ``k // 2``) -> ``(..., *grid)``.
+    Its Fourier coefficients (times the number of points) are the multiplier ``T`` with
+    ``ŷ = T x̂``. Each ``k_i`` must not exceed ``n_i``.
     """
     n_dim = len(grid_shape)
-    sizes = kernel.shape[2:]
+    sizes = kernel.shape[-n_dim:]
     if any(k > n for k, n in zip(sizes, grid_shape)):
         raise ShapeError(
             f"a local kernel of {tuple(sizes)} points on a grid of {tuple(grid_shape)}",
             "a grid at least as large as the kernel on every axis",
             "use a finer grid or a smaller disco_radius",
         )
-    # y = Σ_d k(d) x(p + d) is the circular convolution of x with g(e) = k(-e): place the
-    # flipped kernel with its centre at the origin
-    flipped = kernel.flip(tuple(range(2, 2 + n_dim)))
-    placed = kernel.new_zeros(*kernel.shape[:2], *grid_shape)
-    placed[(..., *(slice(0, k) for k in sizes))] = flipped
-    centred = placed.roll([-(k // 2) for k in sizes], dims=tuple(range(2, 2 + n_dim)))
-    return torch.fft.rfftn(centred, s=tuple(grid_shape), dim=tuple(range(2, 2 + n_dim)))
+    dims = tuple(range(kernel.ndim - n_dim, kernel.ndim))
+    placed = kernel.new_zeros(*kernel.shape[:-n_dim], *grid_shape)
+    placed[(..., *(slice(0, k) for k in sizes))] = kernel.flip(dims)
+    return placed.roll([-(k // 2) for k in sizes], dims=dims)
 
 
-def transfer_on_grid(
-    transfer: torch.Tensor, reference_shape: Sequence[int], grid_shape: Sequence[int]
-) -> torch.Tensor:
-    """A multiplier given on ``reference_shape``'s wavenumbers, applied on ``grid_shape``.
-
-    ``transfer`` ``(out, in, r_1, ..., r_d // 2 + 1)`` (``rfftn`` layout). Wavenumbers that
-    both grids resolve below their Nyquist (``|k| < min(r, n) / 2`` per axis) keep their
-    value; all others are zero — the band limit that makes the spectral conv resolution
-    invariant. Returns ``(out, in, n_1, ..., n_d // 2 + 1)``.
-    """
-    out = transfer
-    n_dim = len(grid_shape)
-    for axis, (r, n) in enumerate(zip(reference_shape, grid_shape)):
-        dim = 2 + axis
-        m = min(r, n)
-        if axis == n_dim - 1:
-            src = dst = torch.arange((m + 1) // 2, device=transfer.device)
-            length = n // 2 + 1
-        else:
-            kept = torch.arange(-((m - 1) // 2), (m - 1) // 2 + 1, device=transfer.device)
-            src, dst, length = kept % r, kept % n, n
-        picked = out.index_select(dim, src)
-        shape = list(picked.shape)
-        shape[dim] = length
-        out = picked.new_zeros(shape).index_copy(dim, dst, picked)
-    return out
+def shared_band(grid_shape: Sequence[int], reference_grid: Sequence[int] | None) -> tuple:
+    """``n_modes`` of the transform the branches use on ``grid_shape``: every wavenumber of
+    the grid, or with a reference grid those both grids resolve below their Nyquist
+    (``|k| < min(r, n) / 2`` per axis), the band limit that makes the spectral conv resolution
+    invariant. On the reference grid itself, every wavenumber."""
+    if reference_grid is None or tuple(reference_grid) == tuple(grid_shape):
+        return tuple(grid_shape)  # on its own grid a multiplier keeps every wavenumber
+    return tuple(2 * ((min(r, n) - 1) // 2) + 1 for r, n in zip(reference_grid, grid_shape))
 
 
 class LocalBranches(nn.ModuleList):
@@ -92,14 +75,16 @@ class LocalBranches(nn.ModuleList):
 
         T(\\xi) = \\sum_{b,l} \\theta_{b,l} \\, \\hat\\psi_{b,l}(\\xi),
 
-    one small matmul against the basis multipliers ``ψ̂`` (:func:`periodic_transfer` of each
-    basis stencil, computed once per grid and cached), then one ``rfftn``, one per-wavenumber
-    channel mixing and one ``irfftn``. Otherwise each branch runs as a padded convolution and
-    the outputs are added.
+    one small matmul against the basis multipliers ``ψ̂`` (the spectral core's analysis of each
+    basis stencil's :func:`circular_kernel`, computed once per grid and cached), then the
+    core's analysis, per-wavenumber channel mixing (:func:`~opflow.spectral.mix_modes`) and
+    synthesis, keeping every wavenumber of the grid. Otherwise each branch runs as a padded
+    convolution and the outputs are added.
 
     ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
-    and apply their multiplier on any other grid through :func:`transfer_on_grid`, band
-    limited like the spectral conv. On the reference grid nothing changes; elsewhere the
+    and apply their multiplier on any other grid on the wavenumbers both resolve
+    (:func:`shared_band`), band limited like the spectral conv. On the reference grid nothing
+    changes; elsewhere the
     block computes what it computed in training on every wavenumber both grids share, where
     by default the stencils are rebuilt for the new spacing ``h`` (the paper's convergent
     local kernels, whose response at a given wavenumber still changes with ``h``).
@@ -115,28 +100,29 @@ class LocalBranches(nn.ModuleList):
                 "set local_grid: null, or boundary: periodic",
             )
         self.reference_grid = None if reference_grid is None else tuple(reference_grid)
-        self._basis_multipliers: dict[tuple, torch.Tensor] = {}
+        self._basis_multipliers = ConstantCache(maxsize=8)
 
     def basis_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """The branches' basis stencils as multipliers on ``grid_shape``: real
-        ``(W, 2, L)`` (``W`` the ``rfftn`` wavenumbers, real and imaginary parts, ``L`` the
-        basis functions of all branches in order), in ``like``'s dtype and device."""
+        """The branches' basis stencils as multipliers on ``grid_shape``'s kept wavenumbers:
+        real ``(M, 2, L)`` (``M`` kept modes in the core's order, real and imaginary parts,
+        ``L`` the basis functions of all branches in order), in ``like``'s dtype and device."""
         key = (grid_shape, self.reference_grid, like.dtype, like.device)
-        if key not in self._basis_multipliers:
-            stencil_grid = self.reference_grid or grid_shape
-            bases = [branch.basis(stencil_grid) for branch in self]
-            # centre every stencil in the largest one
-            size = [max(b.shape[1 + a] for b in bases) for a in range(len(grid_shape))]
-            widths = [[(size[a] - b.shape[1 + a]) // 2 for a in reversed(range(len(size)))]
-                      for b in bases]  # fmt: skip
-            stencils = torch.cat([F.pad(b, [w for w in ws for _ in (0, 1)])
-                                  for b, ws in zip(bases, widths)])  # fmt: skip
-            transfer = periodic_transfer(stencils[:, None], stencil_grid)  # (L, 1, *W) complex
-            if stencil_grid != grid_shape:
-                transfer = transfer_on_grid(transfer, stencil_grid, grid_shape)
-            multipliers = torch.view_as_real(transfer.flatten(1)).permute(1, 2, 0)
-            self._basis_multipliers[key] = multipliers.to(like.dtype).to(like.device)
-        return self._basis_multipliers[key]
+        return self._basis_multipliers.get(key, lambda: self._build_multipliers(grid_shape, like))
+
+    def _build_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor):
+        stencil_grid = self.reference_grid or grid_shape
+        bases = [branch.basis(stencil_grid) for branch in self]
+        # centre every stencil in the largest one
+        size = [max(b.shape[1 + a] for b in bases) for a in range(len(grid_shape))]
+        widths = [[(size[a] - b.shape[1 + a]) // 2 for a in reversed(range(len(size)))]
+                  for b in bases]  # fmt: skip
+        stencils = torch.cat([F.pad(b, [w for w in ws for _ in (0, 1)])
+                              for b, ws in zip(bases, widths)])  # fmt: skip
+        kernels = circular_kernel(stencils[:, None], stencil_grid)  # (L, 1, *stencil_grid)
+        n_modes = shared_band(grid_shape, self.reference_grid)
+        # forward-normalised coefficients times the points: the multiplier, (M, L, [re, im])
+        spectrum = get_backend("fft").analyze(kernels, n_modes) * math.prod(stencil_grid)
+        return spectrum.permute(0, 2, 1).to(like.dtype).to(like.device).contiguous()
 
     @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -155,20 +141,13 @@ class LocalBranches(nn.ModuleList):
                 f"a {len(self.reference_grid)}-D grid like the reference {self.reference_grid}",
                 "check the number of spatial dims",
             )
-        basis = self.basis_multipliers(grid_shape, x)  # (W, 2, L)
+        basis = self.basis_multipliers(grid_shape, x)  # (M, 2, L)
         coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
         n_out, n_in, n_basis = coefficients.shape
-        # T = Σ_l θ_l ψ̂_l, straight into the mixing's weight layout (W, in, out, [re, im])
+        # T = Σ_l θ_l ψ̂_l, straight into the mixing's weight layout (M, in, out, [re, im])
         transfer = basis.reshape(-1, n_basis) @ coefficients.permute(2, 1, 0).reshape(n_basis, -1)
         weight = transfer.view(-1, 2, n_in, n_out).permute(0, 2, 3, 1)
-        dims = tuple(range(2, x.ndim))
-        x_hat = torch.fft.rfftn(x, dim=dims)
-        batch = x.shape[0]
-        # per-wavenumber channel mixing, the spectral core's (one real batched matmul), in its
-        # layout: spectrum (W, B, [re | im] x in); one copy
-        modes = torch.view_as_real(x_hat).flatten(2, -2)  # (B, in, W, 2)
-        modes = modes.permute(2, 0, 3, 1).reshape(-1, batch, 2 * n_in)
-        mixed = mix_modes(modes, weight)  # (W, B, [re | im] x out)
-        mixed = mixed.view(-1, batch, 2, n_out).permute(1, 3, 0, 2).contiguous()
-        y_hat = torch.view_as_complex(mixed).view(batch, n_out, *x_hat.shape[2:])
-        return torch.fft.irfftn(y_hat, s=grid_shape, dim=dims)
+        n_modes = shared_band(grid_shape, self.reference_grid)
+        backend = select_backend("auto", grid_shape, n_modes, x.device)
+        mixed = mix_modes(backend.analyze(x, n_modes), weight)
+        return backend.synthesize(mixed, n_modes, n_out, grid_shape)

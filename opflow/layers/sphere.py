@@ -8,6 +8,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from opflow.spectral.cache import ConstantCache
 from opflow.spectral.sphere import SphereGrid
 
 __all__ = ["SphereDisco", "SphereEmbedding", "SphericalBatchNorm", "sphere_mean"]
@@ -113,7 +114,7 @@ class SphereDisco(nn.Module):
         self.radius, self.kernel_shape, self.grid_kind = float(radius), kernel_shape, grid_kind
         probe = self._build(9, 16)  # only for torch-harmonics' basis size and initialisation
         self.weight = nn.Parameter(probe.weight.detach().clone())
-        self._convs: dict[tuple, nn.Module] = {}  # per grid; rebuilt, never saved
+        self._convs = ConstantCache(maxsize=8)  # per grid; rebuilt, never saved
 
     def _build(self, nlat: int, nlon: int) -> nn.Module:
         from torch_harmonics import DiscreteContinuousConvS2
@@ -131,11 +132,10 @@ class SphereDisco(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        key = (x.shape[-2], x.shape[-1], x.device, x.dtype)
-        conv = self._convs.get(key)
-        if conv is None:
-            conv = self._build(x.shape[-2], x.shape[-1]).to(device=x.device, dtype=x.dtype)
-            self._convs[key] = conv
+        conv = self._convs.get(
+            (x.shape[-2], x.shape[-1], x.device, x.dtype),
+            lambda: self._build(x.shape[-2], x.shape[-1]).to(device=x.device, dtype=x.dtype),
+        )
         del conv.weight  # use this module's parameter (and its gradient), not the probe's
         conv.weight = self.weight
         return conv(x)

@@ -35,11 +35,11 @@ columns ordered for that backend's layouts.
 from __future__ import annotations
 
 import math
-from functools import lru_cache
 
 import torch
 
 from opflow.errors import ResolutionError
+from opflow.spectral.cache import constant_cache
 
 __all__ = [
     "kept_frequencies",
@@ -175,7 +175,7 @@ def step_frequencies(n_modes: int, axis: int, n_dim: int) -> list[int]:
     return list(range(-(n_modes // 2), n_modes // 2 + 1))
 
 
-@lru_cache(maxsize=512)
+@constant_cache(maxsize=512)
 def analysis_step(
     n: int, n_modes: int, axis: int, n_dim: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -201,7 +201,7 @@ def analysis_step(
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
-@lru_cache(maxsize=512)
+@constant_cache(maxsize=512)
 def synthesis_step(
     n_out: int, n_modes: int, axis: int, n_dim: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -233,7 +233,7 @@ def synthesis_step(
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
-@lru_cache(maxsize=512)
+@constant_cache(maxsize=512)
 def transposed(mat: torch.Tensor) -> torch.Tensor:
     """Contiguous transpose, cached (the inputs come from the caches above, never mutated)."""
     return mat.T.contiguous()

@@ -41,12 +41,12 @@ from __future__ import annotations
 import itertools
 import math
 from collections.abc import Callable, Sequence
-from functools import lru_cache
 
 import torch
 from torch.autograd.function import once_differentiable
 
 from opflow.spectral import fourier
+from opflow.spectral.cache import constant_cache
 
 __all__ = ["analyze", "synthesize"]
 
@@ -97,7 +97,7 @@ def _synthesis_steps(
     return out
 
 
-@lru_cache(maxsize=256)
+@constant_cache(maxsize=256)
 def _slot_map(n_modes: tuple[int, ...], grid: tuple[int, ...]) -> tuple[int, ...]:
     """Row (in the steps' layout) of each stored row of coefficients; -1 if it is dropped.
 
@@ -140,13 +140,13 @@ def _index(positions: list[int], device: torch.device) -> tuple[torch.Tensor, to
     return pos.clamp(min=0).to(device), (pos < 0).nonzero().flatten().to(device)
 
 
-@lru_cache(maxsize=256)
+@constant_cache(maxsize=256)
 def _slots(n_modes: tuple[int, ...], grid: tuple[int, ...], device: torch.device):
     """Gather index: step row of each stored row (see :func:`_slot_map`)."""
     return _index(list(_slot_map(n_modes, grid)), device)
 
 
-@lru_cache(maxsize=256)
+@constant_cache(maxsize=256)
 def _sources(n_modes: tuple[int, ...], grid: tuple[int, ...], device: torch.device):
     """The inverse gather: stored row of each step row, -1 (a zero row) if none."""
     inverse = [-1] * _n_rows(n_modes)

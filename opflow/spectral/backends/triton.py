@@ -24,7 +24,6 @@ from __future__ import annotations
 import math
 import os
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 import triton
@@ -32,6 +31,7 @@ import triton
 from opflow.errors import BackendError
 from opflow.spectral.backends import TRITON_MAX_POINTS
 from opflow.spectral.backends.triton_kernels import analysis_mix_kernel, dft_kernel, mix_kernel
+from opflow.spectral.cache import constant_cache
 from opflow.spectral.fourier import _synthesis_weights, kept_frequencies
 
 __all__ = ["analyze", "synthesize", "spectral_conv", "interpreter_active", "check_device"]
@@ -89,7 +89,7 @@ def _table(values: list[int] | torch.Tensor, dtype: torch.dtype, device: torch.d
     return torch.as_tensor(values, dtype=dtype).to(device).contiguous()
 
 
-@lru_cache(maxsize=256)
+@constant_cache(maxsize=256)
 def _analysis(n: int, n_modes: int, half: bool, device: torch.device) -> _Step:
     freqs = kept_frequencies(n_modes, half=half)
     return _Step(
@@ -105,7 +105,7 @@ def _analysis(n: int, n_modes: int, half: bool, device: torch.device) -> _Step:
     )
 
 
-@lru_cache(maxsize=256)
+@constant_cache(maxsize=256)
 def _synthesis(n_out: int, n_modes: int, half: bool, device: torch.device) -> _Step:
     freqs = kept_frequencies(n_modes, half=half)
     return _Step(

@@ -32,12 +32,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from functools import lru_cache
 
 import torch
 from torch_harmonics.quadrature import precompute_latitudes
 
 from opflow.errors import ResolutionError
+from opflow.spectral.cache import constant_cache
 
 __all__ = ["GRID_KINDS", "SphereGrid", "as_output_grid", "colatitudes_and_weights"]
 
@@ -56,7 +56,7 @@ def _fejer_first_rule(n: int) -> tuple[torch.Tensor, torch.Tensor]:
     return theta, (2.0 / n) * (1 - 2 * series)
 
 
-@lru_cache(maxsize=64)
+@constant_cache(maxsize=64)
 def colatitudes_and_weights(nlat: int, kind: str) -> tuple[torch.Tensor, torch.Tensor]:
     """Colatitudes (radians, north pole first) and quadrature weights, float64 ``(nlat,)``."""
     if kind == "equiangular-no-poles":

@@ -29,13 +29,12 @@ batch, real/imaginary part, channel — so the per-(l, m) complex mixing of
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 import torch
 from torch_harmonics.legendre import legpoly
 
 from opflow.errors import BackendError, ResolutionError, ShapeError
 from opflow.spectral import fourier
+from opflow.spectral.cache import constant_cache
 from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
 
 __all__ = [
@@ -53,13 +52,13 @@ __all__ = [
 SPHERE_BACKENDS = ("fft", "gemm")
 
 
-@lru_cache(maxsize=128)
+@constant_cache(maxsize=128)
 def _legendre(grid: SphereGrid, lmax: int, mmax: int) -> torch.Tensor:
     """Orthonormal :math:`\\bar P_l^m(\\cos\\theta_k)` ``(mmax, lmax, nlat)`` float64."""
     return legpoly(mmax, lmax, torch.cos(grid.colatitudes), norm="ortho", csphase=True)
 
 
-@lru_cache(maxsize=128)
+@constant_cache(maxsize=128)
 def legendre_analysis(
     grid: SphereGrid, lmax: int, mmax: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -68,7 +67,7 @@ def legendre_analysis(
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
-@lru_cache(maxsize=128)
+@constant_cache(maxsize=128)
 def legendre_synthesis(
     grid: SphereGrid, lmax: int, mmax: int, dtype: torch.dtype, device: torch.device
 ) -> torch.Tensor:
@@ -77,14 +76,14 @@ def legendre_synthesis(
     return mat.to(dtype=dtype, device=device).contiguous()
 
 
-@lru_cache(maxsize=128)
+@constant_cache(maxsize=128)
 def _longitude_analysis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
     """Real truncated DFT ``[Re E; Im E]`` ``(2*mmax, nlon)``: orders ``0..mmax-1``."""
     mat = fourier.analysis_complex(nlon, 2 * mmax - 1, half=True)
     return torch.cat((mat.real, mat.imag)).to(dtype=dtype, device=device).contiguous()
 
 
-@lru_cache(maxsize=128)
+@constant_cache(maxsize=128)
 def _longitude_synthesis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
     """Real synthesis ``[Re G, -Im G]`` ``(nlon, 2*mmax)``, ``y = Re(G z)`` for ``z = zr + i zi``.
 
