@@ -25,7 +25,7 @@ from opflow.layers.gelu import (
     gelu,
     gelu_backward,
 )
-from opflow.spectral.conv import gemm_conv_backward, gemm_conv_forward
+from opflow.spectral.backends.gemm import gemm_conv_backward, gemm_conv_forward
 
 __all__ = [
     "ChannelLinearFn",

@@ -6,8 +6,9 @@ Every backend implements the same two maps on the canonical spectral layout
 * ``analyze(x, n_modes) -> spec``
 * ``synthesize(spec, n_modes, channels, output_shape) -> field``
 
-A backend may also provide ``spectral_conv(x, weight, n_modes, output_shape)``, the whole
-layer in its own layout (the ``triton`` backend does, to keep the spectrum in its planes).
+A backend may also provide ``spectral_conv(x, weight, bias, n_modes, output_shape)``, a fast
+path of the whole layer in its own layout: ``gemm`` as one autograd node with a hand-written
+backward, ``triton`` to keep the spectrum in its planes.
 The ``triton`` backend is imported on first use: it needs Triton, and its kernels bind to the
 interpreter or the GPU when they are defined.
 """

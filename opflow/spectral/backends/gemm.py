@@ -47,8 +47,9 @@ from torch.autograd.function import once_differentiable
 
 from opflow.spectral import fourier
 from opflow.spectral.cache import constant_cache
+from opflow.spectral.mixing import add_bias, block_weight, mix_backward, zero_mode_index
 
-__all__ = ["analyze", "synthesize"]
+__all__ = ["analyze", "gemm_conv_backward", "gemm_conv_forward", "spectral_conv", "synthesize"]
 
 
 def _analysis_steps(x: torch.Tensor, mats: list[torch.Tensor]) -> torch.Tensor:
@@ -303,3 +304,83 @@ def synthesize(
     """Real field ``(B, channels, *output_shape)`` from a canonical spectrum."""
     out_shape = tuple(int(s) for s in output_shape)
     return _Synthesis.apply(spec, tuple(n_modes), channels, out_shape)
+
+
+# --------------------------------------------------------------------------------------------
+# the whole layer as one autograd node
+
+
+def gemm_conv_forward(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    n_modes: tuple[int, ...],
+    output_shape: tuple[int, ...],
+) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+    """A spectral convolution on the ``gemm`` transforms, outside autograd.
+
+    ``x`` ``(B, Ci, *s)``, ``weight`` ``(M_total, Ci, Co, 2)``, ``bias`` ``(Co, ...)`` or None.
+    Returns ``y`` ``(B, Co, *output_shape)`` and what :func:`gemm_conv_backward` needs (the
+    input's spectrum and the block weight, both small).
+    """
+    spec = analysis(x, n_modes)
+    block = block_weight(weight)
+    mixed = torch.bmm(spec, block)
+    if bias is not None:
+        add_bias(mixed, bias, n_modes)
+    return synthesis(mixed, n_modes, weight.shape[2], output_shape), (spec, block)
+
+
+def gemm_conv_backward(
+    grad_y: torch.Tensor,
+    saved: tuple[torch.Tensor, torch.Tensor],
+    n_modes: tuple[int, ...],
+    input_shape: tuple[int, ...],
+    need_input: bool = True,
+    add_to: torch.Tensor | None = None,
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor]:
+    """Gradients of :func:`gemm_conv_forward` for ``x``, ``weight`` and ``bias``.
+
+    The input's gradient is added into ``add_to`` in place (and returned) if given: a layer
+    that sums several branches of ``x`` accumulates their gradients in one buffer. The bias
+    gradient is flat ``(Co,)``.
+    """
+    spec, block = saved
+    grad_mixed = synthesis_adjoint(grad_y, n_modes)
+    co = block.shape[2] // 2
+    grad_bias = grad_mixed[zero_mode_index(n_modes), :, :co].sum(0)
+    grad_spec, grad_weight = mix_backward(spec, block, grad_mixed, need_input, True)
+    grad_x = None
+    if need_input:
+        grad_x = analysis_adjoint(grad_spec, n_modes, input_shape, add_to=add_to)
+    return grad_x, grad_weight, grad_bias
+
+
+class _GemmSpectralConv(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, n_modes, output_shape):
+        y, saved = gemm_conv_forward(x, weight, bias, n_modes, output_shape)
+        ctx.save_for_backward(*saved)
+        ctx.n_modes, ctx.input_shape = n_modes, tuple(x.shape)
+        ctx.bias_shape = None if bias is None else bias.shape
+        return y
+
+    @staticmethod
+    @once_differentiable
+    def backward(ctx, grad_y):
+        grad_x, grad_weight, grad_bias = gemm_conv_backward(
+            grad_y, ctx.saved_tensors, ctx.n_modes, ctx.input_shape, ctx.needs_input_grad[0]
+        )
+        grad_bias = None if ctx.bias_shape is None else grad_bias.view(ctx.bias_shape)
+        return grad_x, grad_weight, grad_bias, None, None
+
+
+@torch.compiler.disable(recursive=True)
+def spectral_conv(x, weight, bias, n_modes, output_shape) -> torch.Tensor:
+    """The whole spectral convolution as one autograd node (transforms, mixing and the bias in
+    the spectrum by hand; it saves only the small spectrum and the block weight).
+
+    Run eagerly under ``torch.compile``: its cached per-grid matrices and slot maps are
+    Python-level state that dynamo would trace into many small graphs; compiled code around it
+    calls it as one opaque op."""
+    return _GemmSpectralConv.apply(x, weight, bias, n_modes, output_shape)

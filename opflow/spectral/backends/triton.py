@@ -300,10 +300,11 @@ class _AnalysisMixFn(torch.autograd.Function):
 def spectral_conv(
     x: torch.Tensor,
     weight: torch.Tensor,
+    bias: torch.Tensor | None,
     n_modes: tuple[int, ...],
     output_shape: tuple[int, ...],
 ) -> torch.Tensor:
-    """``(B, Ci, *s)`` -> ``(B, Co, *output_shape)``: analysis, mixing, synthesis.
+    """``(B, Ci, *s)`` -> ``(B, Co, *output_shape)``: analysis, mixing, synthesis, bias.
 
     ``weight``: ``(M_total, Ci, Co, 2)`` with the modes in the core's storage order. Every
     analysis step but the last (axis 0) runs alone; the last is fused with the mixing, so the
@@ -324,7 +325,8 @@ def spectral_conv(
     mixed = _AnalysisMixFn.apply(t.reshape(flat), weight, last, b, ci)  # (2, B, Co, M)
     kept = (last.out_idx.numel(), *dims[2:])
     field = _synthesize_planes(mixed.reshape(2, b * co, *kept), n_modes, output_shape, x.dtype)
-    return field.reshape(b, co, *output_shape)
+    field = field.reshape(b, co, *output_shape)
+    return field if bias is None else field.add_(bias)
 
 
 def analyze(x: torch.Tensor, n_modes: tuple[int, ...]) -> torch.Tensor:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
-from opflow.spectral.conv import mix_modes
+from opflow.spectral.mixing import mix_modes
 from opflow.spectral.precision import full_precision
 from opflow.spectral.sphere import transform as sht_ops
 from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
