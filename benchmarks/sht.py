@@ -4,6 +4,7 @@ Every row is measured in this one process, candidates interleaved repetition by 
 reported as medians with the ratio torch-harmonics / opflow (> 1: opflow faster).
 
     python benchmarks/sht.py [--reps 20] [--threads 2]
+    python benchmarks/sht.py --auto-sweep [--reps 9]     # where gemm beats fft in longitude
 
 Rows: forward SHT and inverse SHT of ``batch x channels`` fields (``RealSHT`` /
 ``InverseRealSHT``, equiangular grid, torch-harmonics' default truncation lmax = (nlat+1)//2,
@@ -81,14 +82,44 @@ def conv_rows(batch: int, channels: int, reps: int) -> list[tuple[str, float, fl
     return rows
 
 
+def auto_sweep(batch: int, channels: int, reps: int) -> None:
+    """SphericalConv fwd+bwd with the ``fft`` and ``gemm`` longitude paths, over the kept
+    fraction of the longitude orders ``f = mmax / (nlon // 2 + 1)``: the data behind the
+    ``auto`` rule shared with the plane (:func:`opflow.spectral.backends.truncated_dft_pays`)."""
+    from opflow.spectral.sphere import SphereGrid
+
+    print("| grid | mmax | kept fraction f | fft ms | gemm ms | fft / gemm |")
+    print("|---|---|---|---|---|---|")
+    for nlat, nlon in [(33, 64), (65, 128), (129, 256)]:
+        grid = SphereGrid(nlat, nlon, "equiangular")
+        lmax = grid.max_degree  # orders m <= l: at most about half of the longitude orders
+        for fraction in (0.1, 0.2, 0.3, 0.4, 0.5):
+            mmax = min(lmax, max(2, round(fraction * grid.max_order)))
+            x = torch.randn(batch, channels, nlat, nlon, requires_grad=True)
+            fns = {}
+            for backend in ("fft", "gemm"):
+                conv = SphericalConv(channels, channels, lmax, mmax, backend=backend)
+                fns[backend] = _fwd_bwd(conv, x)
+            t = interleaved_medians(fns, reps)
+            f = mmax / grid.max_order
+            print(
+                f"| {nlat}x{nlon} | {mmax} | {f:.2f} | {1e3 * t['fft']:.2f} | "
+                f"{1e3 * t['gemm']:.2f} | {t['fft'] / t['gemm']:.2f} |"
+            )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--reps", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--channels", type=int, default=16)
+    parser.add_argument("--auto-sweep", action="store_true", help="fft vs gemm by kept fraction")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    if args.auto_sweep:
+        auto_sweep(args.batch, args.channels, args.reps)
+        return
     rows = transform_rows(args.batch, args.channels, args.reps)
     rows += conv_rows(args.batch, args.channels, args.reps)
     print(f"\nbatch {args.batch} x {args.channels} channels, {args.threads} threads, float32")

@@ -12,7 +12,7 @@ division, 4–5× a multiply's time per value — and the FNO evaluates it, forw
 on about 48 million values per fwd+bwd at 64², batch 16. Contiguous float32 CPU tensors
 therefore go through a C kernel (``opflow/native/gelu.c``: a rational ``erf`` with no ``exp``,
 AVX2 + FMA, torch's thread count): within ``2.5e-7 max(1, |x|)`` of float64 (torch's float32
-op: 2.6e-7) and 1.3–1.8× faster than torch's op (``benchmarks/gelu.py``). Anything else —
+op: 2.6e-7), faster than torch's op (``benchmarks/gelu.py``, figures in RESULTS.md). Anything else —
 other dtypes or devices, strided or differently shaped tensors, a tensor autograd records, or
 the kernel unavailable (:func:`opflow.native.status`) — takes torch's op, so float64 results
 are torch's to the last bit.

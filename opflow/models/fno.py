@@ -55,8 +55,8 @@ class FNO(LiftBlocksProject):
     positional_embedding : "grid", "periodic" or None
         Append the ``[0, 1)`` grid coordinates as extra input channels (``grid``, as
         neuraloperator), or their ``sin`` and ``cos`` (``periodic``: continuous across the
-        periodic seam, where the coordinates jump; 26% lower error for a 12-epoch FNO on
-        Navier–Stokes at ν = 1e-5, ``benchmarks/RESULTS.md``).
+        periodic seam, where the coordinates jump; the better choice on periodic data,
+        ``benchmarks/RESULTS.md``).
     non_linearity : str or callable
         Activation (``gelu`` by default).
     use_channel_mlp, channel_mlp_expansion, channel_mlp_dropout, channel_mlp_skip, fno_skip

@@ -25,7 +25,13 @@ import torch
 from opflow.errors import BackendError
 from opflow.spectral.backends import fft, gemm
 
-__all__ = ["BACKENDS", "TRITON_MAX_POINTS", "get_backend", "select_backend"]
+__all__ = [
+    "BACKENDS",
+    "TRITON_MAX_POINTS",
+    "get_backend",
+    "select_backend",
+    "truncated_dft_pays",
+]
 
 BACKENDS: dict[str, ModuleType | None] = {"fft": fft, "gemm": gemm, "triton": None}
 # the triton kernels' phases are exact int32 products n * k, so an axis has fewer points
@@ -35,6 +41,20 @@ TRITON_MAX_POINTS = 46341
 def triton_available() -> bool:
     """Whether Triton is installed (the ``triton`` backend can be imported)."""
     return importlib.util.find_spec("triton") is not None
+
+
+def truncated_dft_pays(kept_fraction: float, points: int) -> bool:
+    """Whether the truncated-DFT GEMMs (``gemm``) beat ``torch.fft`` on the CPU, for a
+    transform that keeps ``kept_fraction`` of its last (real-FFT, or longitude) axis's
+    wavenumbers on a grid of ``points`` points: the one rule of the plane and the sphere.
+
+    Measured fwd+bwd on the 2-core CPU (tables in ``benchmarks/RESULTS.md``): on the plane
+    (``benchmarks/spectral_conv.py --auto-sweep``) ``gemm`` was faster for fractions up to
+    0.55 at every grid from 32² to 256², and on grids up to 32² whatever the fraction; on the
+    sphere (``benchmarks/sht.py --auto-sweep``, SphericalConv) up to 0.4 everywhere and even
+    at 0.5 (1.0-1.4x), where triangular truncation caps the fraction.
+    """
+    return kept_fraction <= 0.55 or points <= 32**2
 
 
 def get_backend(name: str) -> ModuleType:
@@ -61,11 +81,7 @@ def select_backend(
 ) -> ModuleType:
     """Resolve ``name`` (possibly ``"auto"``) to a backend for one input shape.
 
-    The ``auto`` rule comes from ``python benchmarks/spectral_conv.py --auto-sweep`` (2-core
-    CPU, fwd+bwd; table in ``benchmarks/RESULTS.md``). With ``f`` the kept fraction of the last
-    axis (``(M//2 + 1) / (n//2 + 1)``), ``gemm`` was faster for ``f <= 0.55`` at every grid
-    size (32² to 256²), and on grids up to 32² whatever ``f``; the torch.fft path won when
-    nearly all modes are kept on grids of 64² and up. Practical FNOs keep ``f`` well below 0.3.
+    ``auto`` on the CPU: ``gemm`` where :func:`truncated_dft_pays`, else ``fft``.
 
     On CUDA devices ``auto`` picks ``triton`` where its kernels apply (Triton installed, every
     axis shorter than :data:`TRITON_MAX_POINTS`), else ``fft`` (cuFFT). ``triton`` on a CPU
@@ -80,8 +96,5 @@ def select_backend(
     if device.type == "cuda":
         fits = max(spatial) < TRITON_MAX_POINTS
         return get_backend("triton") if fits and triton_available() else fft
-    points = math.prod(spatial)
     kept_fraction = (n_modes[-1] // 2 + 1) / (spatial[-1] // 2 + 1)
-    if kept_fraction <= 0.55 or points <= 32**2:
-        return gemm
-    return fft
+    return gemm if truncated_dft_pays(kept_fraction, math.prod(spatial)) else fft

@@ -34,6 +34,7 @@ from torch_harmonics.legendre import legpoly
 
 from opflow.errors import BackendError, ResolutionError, ShapeError
 from opflow.spectral import fourier
+from opflow.spectral.backends import truncated_dft_pays
 from opflow.spectral.cache import constant_cache
 from opflow.spectral.sphere.grid import SphereGrid, as_output_grid
 
@@ -96,9 +97,9 @@ def _longitude_synthesis(nlon: int, mmax: int, dtype: torch.dtype, device: torch
 def select_sphere_backend(name: str, grid: SphereGrid, mmax: int) -> str:
     """Resolve ``name`` (``auto``, ``fft`` or ``gemm``) for one grid.
 
-    ``auto`` takes the truncated DFT (``gemm``) when it keeps at most 30% of the longitude
-    orders — the planar core's measured rule for the last axis — and ``torch.fft`` otherwise
-    (``python benchmarks/sht.py`` measures both).
+    ``auto`` takes the truncated DFT (``gemm``) where the core's one rule says it pays
+    (:func:`opflow.spectral.backends.truncated_dft_pays`, on the kept fraction of the
+    longitude orders), and ``torch.fft`` otherwise.
     """
     if name not in (*SPHERE_BACKENDS, "auto"):
         raise BackendError(
@@ -108,7 +109,8 @@ def select_sphere_backend(name: str, grid: SphereGrid, mmax: int) -> str:
         )
     if name != "auto":
         return name
-    return "gemm" if mmax <= 0.3 * grid.max_order else "fft"
+    pays = truncated_dft_pays(mmax / grid.max_order, grid.nlat * grid.nlon)
+    return "gemm" if pays else "fft"
 
 
 def _check_field(x: torch.Tensor, grid: SphereGrid) -> None:
