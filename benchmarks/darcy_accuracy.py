@@ -64,7 +64,7 @@ def main() -> None:
                 f"training.output_dir={out / name.replace('.', '_')}",
             ],
         )
-        run_dir = train(config, resume=True)
+        run_dir = train(config, resume="if-present")
         # times from the run's own log, so a resumed run reports its full cost
         log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         seconds = [row["seconds"] for row in log]

@@ -71,7 +71,7 @@ def main() -> None:
         config.training.epochs = args.epochs
         config.training.output_dir = str(out / name.replace(".", "_"))
         config = load_config_from(config)
-        run_dir = train(config, resume=True)
+        run_dir = train(config, resume="if-present")
         # training time from the run's own log, so a resumed run reports its full cost
         log = (run_dir / "metrics.jsonl").read_text().splitlines()
         seconds = sum(json.loads(line)["seconds"] for line in log)

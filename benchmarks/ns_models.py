@@ -145,7 +145,7 @@ def main() -> None:
                     *args.set,
                 ],
             )
-            run_dir = train(config, resume=True)
+            run_dir = train(config, resume="if-present")
             log = [
                 json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()
             ]

@@ -106,7 +106,7 @@ def main() -> None:
                 *overrides,
             ],
         )
-        run_dir = train(config, resume=True)
+        run_dir = train(config, resume="if-present")
         log = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
         rows[name] = {
             "params": real_parameter_count(opflow.load(run_dir).model),

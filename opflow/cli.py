@@ -33,11 +33,16 @@ def _find(relative: str) -> Path:
     )
 
 
+def _progress(args) -> bool | None:
+    """Progress bars: off with --quiet, else on when stderr is a terminal (``None``)."""
+    return False if args.quiet else None
+
+
 def _generate(args) -> None:
     from opflow.data.recipes import generate, load_recipe
 
     recipe = load_recipe(args.recipe)
-    for n, path in generate(recipe, args.output).items():
+    for n, path in generate(recipe, args.output, progress=_progress(args)).items():
         shape = n if isinstance(n, tuple) else (n, n)  # (nlat, nlon) on the sphere
         print(f"wrote {path} ({shape[0]}x{shape[1]})")
 
@@ -50,7 +55,7 @@ def _train(args) -> None:
     if args.nproc > 1 and not launched_by_torchrun():
         _launch_torchrun(args)
         return
-    run_dir = train(config, resume=args.resume)
+    run_dir = train(config, resume=args.resume, progress=_progress(args))
     if int(os.environ.get("RANK", "0")) == 0:
         print(f"run directory: {run_dir}")
 
@@ -69,6 +74,7 @@ def _launch_torchrun(args) -> None:
         f"--nproc-per-node={args.nproc}",
         "-m",
         "opflow",
+        *(["--quiet"] if args.quiet else []),
         "train",
         args.config,
         *[item for value in args.set or [] for item in ("--set", value)],
@@ -117,7 +123,7 @@ def _quickstart(args) -> None:
     paths = output_paths(recipe, out / "data" / "ns.nc")
     if not all(p.exists() for p in paths.values()):
         print(f"[1/3] generating {recipe.name} at {sorted(paths)} ...", flush=True)
-        generate(recipe, out / "data" / "ns.nc")
+        generate(recipe, out / "data" / "ns.nc", progress=_progress(args))
     else:
         print(f"[1/3] data present in {out / 'data'}", flush=True)
     train_res = min(paths)
@@ -128,7 +134,7 @@ def _quickstart(args) -> None:
     ]
     config = load_config(_find("configs/quickstart.yaml"), overrides)
     print(f"[2/3] training {config.model.name} at {train_res}x{train_res} ...", flush=True)
-    run_dir = train(config, resume=True)
+    run_dir = train(config, resume="if-present", progress=_progress(args))
     print("[3/3] evaluating at every resolution ...", flush=True)
     results = evaluate_run(run_dir, [paths[n] for n in sorted(paths)])
     print()
@@ -143,7 +149,7 @@ def _gp_solve(args) -> None:
     from opflow.gp.run import load_gp_config, run
 
     config = load_gp_config(args.config, args.set)
-    solution, out = run(config)
+    solution, out = run(config, progress=_progress(args))
     with xr.open_dataset(out / "solution.nc") as written:
         attrs = dict(written.attrs)
     error = f", relative L2 {attrs['rel_l2']:.3e}" if "rel_l2" in attrs else ""
@@ -156,18 +162,34 @@ def _gp_solve(args) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="opflow", description=__doc__.splitlines()[0])
-    sub = parser.add_subparsers(dest="command", required=True)
+    import opflow
+    from opflow.run.logs import configure_console
 
-    p = sub.add_parser("generate", help="make a dataset from a recipe")
-    p.add_argument("recipe")
-    p.add_argument("-o", "--output", required=True, help="output .nc/.zarr path")
+    parser = argparse.ArgumentParser(
+        prog="opflow",
+        description="Neural operators for PDEs: make data, train, evaluate at any resolution.",
+        epilog="Run 'opflow COMMAND --help' for a command's options. Errors are one line and "
+        "exit with status 2.",
+    )
+    parser.add_argument("--version", action="version", version=f"opflow {opflow.__version__}")
+    parser.add_argument(
+        "-q", "--quiet", action="store_true", help="no progress bars or per-epoch lines"
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("generate", help="make a dataset from a recipe (datasets/*.yaml)")
+    p.add_argument("recipe", help="recipe file, e.g. datasets/navier_stokes_quickstart.yaml")
+    p.add_argument(
+        "-o", "--output", required=True, help="output .nc/.h5/.zarr path (one file per grid)"
+    )
     p.set_defaults(func=_generate)
 
-    p = sub.add_parser("train", help="train a model from a config file")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
-    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint")
+    p = sub.add_parser("train", help="train a model from a config file (configs/*.yaml)")
+    p.add_argument("config", help="config file, e.g. configs/quickstart.yaml")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
+    p.add_argument("--resume", action="store_true", help="continue the run in training.output_dir")
     p.add_argument(
         "--nproc",
         type=int,
@@ -176,10 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("evaluate", help="evaluate a trained run on data files")
-    p.add_argument("run_dir")
+    p = sub.add_parser("evaluate", help="evaluate a trained run on data files at any resolution")
+    p.add_argument("run_dir", help="a run directory written by 'opflow train'")
     p.add_argument("--data", nargs="+", required=True, help="data files (any resolution)")
-    p.add_argument("--split", default="test", choices=["train", "val", "test"])
+    p.add_argument(
+        "--split", default="test", choices=["train", "val", "test"], help="samples (test)"
+    )
     p.add_argument("--out", default=None, help="output folder (default RUN_DIR/evaluation)")
     p.add_argument("--climatology", default=None, help="sphere data: climatology file for the ACC")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
@@ -187,15 +211,20 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("quickstart", help="generate NS data, train an FNO, evaluate at 2 grids")
     p.add_argument("--out", default="quickstart", help="folder for data, run and plots")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
     p.set_defaults(func=_quickstart)
 
     p = sub.add_parser("gp-solve", help="solve a PDE with a spectral-mixture GP (GP-HM)")
-    p.add_argument("config")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override a config value")
+    p.add_argument("config", help="GP config file, e.g. configs/gp/poisson1d_sin100x.yaml")
+    p.add_argument(
+        "--set", action="append", metavar="KEY=VALUE", help="override a config value (repeatable)"
+    )
     p.set_defaults(func=_gp_solve)
 
     args = parser.parse_args(argv)
+    configure_console(args.quiet)
     try:
         args.func(args)
     except OpflowError as err:

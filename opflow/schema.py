@@ -51,6 +51,27 @@ def safe_load(text: str) -> Any:
         loader.dispose()
 
 
+def yaml_error(err: yaml.YAMLError, source: str) -> ConfigError:
+    """One line for a YAML error: where (file or override, line, column) and what."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{source}, line {mark.line + 1}, column {mark.column + 1}" if mark else source
+    problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+    context = getattr(err, "context", None)
+    context_mark = getattr(err, "context_mark", None)
+    if context and context_mark is not None and context_mark.line != getattr(mark, "line", None):
+        context += f" that starts at line {context_mark.line + 1}, column {context_mark.column + 1}"
+    if "could not determine a constructor" in problem:
+        problem = f"{problem.split(' for the tag ')[-1]} is not a plain YAML value"
+        fix = "remove the !! tag: configs hold plain values (numbers, strings, lists, mappings)"
+    else:
+        fix = "fix the syntax there"
+    return ConfigError(
+        f"{where}: {problem}" + (f" ({context})" if context else "") + " -- not valid YAML",
+        "plain YAML",
+        fix,
+    )
+
+
 def load_yaml(path: str | Path) -> dict:
     """Read a YAML mapping (safely), with clear errors for missing/bad files."""
     path = Path(path)
@@ -61,9 +82,7 @@ def load_yaml(path: str | Path) -> dict:
     try:
         data = safe_load(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(
-            f"{path} is not valid YAML: {err}", "a YAML mapping", "fix the syntax"
-        ) from None
+        raise yaml_error(err, str(path)) from None
     if not isinstance(data, dict):
         raise ConfigError(
             f"{path} holds a {type(data).__name__}, not a mapping",
@@ -193,7 +212,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
                 "write e.g. --set training.epochs=5",
             )
         path, raw = item.split("=", 1)
-        value = safe_load(raw)
+        try:
+            value = safe_load(raw)
+        except yaml.YAMLError as err:
+            raise yaml_error(err, f"--set {item!r}") from None
         node = data
         keys = path.split(".")
         for key in keys[:-1]:

@@ -1,4 +1,5 @@
-"""Every tutorial notebook runs top to bottom (its own assertions included)."""
+"""Every tutorial notebook runs top to bottom (its own assertions included) and shows its
+figures."""
 
 from __future__ import annotations
 
@@ -25,3 +26,12 @@ def test_notebook_executes(path, tmp_path):
         if o.output_type == "error"
     ]
     assert not errors
+    # its figures render inline: a backend switched to Agg at import would leave no image
+    images = [
+        o
+        for c in nb.cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+        if "image/png" in o.get("data", {})
+    ]
+    assert len(images) >= 4, f"{len(images)} figures rendered"

@@ -112,6 +112,10 @@ def test_layouts_are_normalised_and_levels_selected(tmp_path):
     expected = raw["geopotential"].sel(level=500).values[:, ::-1]  # rows north first
     np.testing.assert_array_equal(ds["geopotential_500"].values, expected)
     np.testing.assert_array_equal(ds["t2m"].values, raw["geopotential"].values[:, 0, ::-1])
+    # one name as a string is that variable, not its letters
+    single = open_weather(path, "t2m")
+    assert list(single.data_vars) == ["t2m"]
+    np.testing.assert_array_equal(single["t2m"].values, ds["t2m"].values)
 
 
 def test_grid_kinds_are_inferred_from_latitudes():

@@ -17,7 +17,13 @@ import xarray as xr
 
 from opflow.errors import DataError
 
-__all__ = ["open_dataset", "write_dataset", "atomic_write_bytes", "atomic_write_json"]
+__all__ = [
+    "open_dataset",
+    "write_dataset",
+    "atomic_write_bytes",
+    "atomic_write_json",
+    "check_writable",
+]
 
 _NETCDF_SUFFIXES = {".nc", ".nc4", ".netcdf"}
 _HDF5_SUFFIXES = {".h5", ".hdf5"}
@@ -121,3 +127,24 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: object) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def check_writable(directory: str | Path, what: str, fix: str) -> None:
+    """Check, before any long work whose results go to ``directory``, that files can be
+    written there (or, where it does not exist yet, created under its nearest existing
+    ancestor), leaving nothing behind; raises :class:`ConfigError` in one line."""
+    from opflow.errors import ConfigError
+
+    directory = Path(directory).absolute()
+    existing = next(p for p in (directory, *directory.parents) if p.exists())
+    try:
+        if not existing.is_dir():
+            raise NotADirectoryError(20, f"{existing} is a file, not a directory")
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".opflow-write-check-"):
+            pass
+    except OSError as err:
+        raise ConfigError(
+            f"Cannot write the {what} to {directory}: {err.strerror or err}",
+            "a directory you can write to",
+            fix,
+        ) from None

@@ -142,14 +142,16 @@ def _select(ds: xr.Dataset, spec: str, path: str) -> xr.DataArray:
     return da.isel({dim: int(np.argmax(match))}, drop=True).rename(spec.replace("@", "_"))
 
 
-def open_weather(path: str | Path, variables: list[str] | None = None) -> xr.Dataset:
+def open_weather(path: str | Path, variables: list[str] | str | None = None) -> xr.Dataset:
     """Open an ERA5/WeatherBench-style file (zarr, netCDF) in opflow's sphere layout.
 
-    ``variables``: names, ``"name@level"`` for one pressure level (stored as ``name_level``);
-    all single-level variables by default. The result is lazy; its values are checked for
-    NaN/Inf when loaded here (a DataError names the variable and the count).
+    ``variables``: a name or a list of names, ``"name@level"`` for one pressure level (stored
+    as ``name_level``); all single-level variables by default. The result is lazy; its values
+    are checked for NaN/Inf when loaded here (a DataError names the variable and the count).
     """
     path = Path(path)
+    if isinstance(variables, str):  # one name, not its letters
+        variables = [variables]
     raw = open_dataset(path)
     if variables is None:
         variables = [v for v in raw.data_vars if not any(d in raw[v].dims for d in _LEVEL_NAMES)]

@@ -12,6 +12,7 @@ fields as longitude–latitude maps.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from pathlib import Path
 
 import numpy as np
@@ -19,19 +20,21 @@ import torch
 import xarray as xr
 
 from opflow.data.dataset import DataConfig, FieldData
-from opflow.data.io import atomic_write_json, write_dataset
+from opflow.data.io import atomic_write_json, check_writable, write_dataset
 from opflow.errors import ConfigError
 from opflow.evaluate.metrics import spectral_error
-from opflow.evaluate.plots import plot_error_spectra, plot_fields
+from opflow.evaluate.plots import plot_error_spectra, plot_fields, quantity_label
 from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
 from opflow.models.protocols import Staged, kept_modes
 from opflow.norms import per_variable, relative_h1_per_sample, relative_lp_per_sample
 from opflow.run.execution import resolve_device
 from opflow.run.spec import load_trained
-from opflow.schema import from_dict
+from opflow.schema import from_dict, load_yaml
 from opflow.surrogate import Surrogate
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
@@ -74,7 +77,9 @@ def evaluate_run(
     trained = load_trained(run_dir, checkpoint, resolve_device(device))
     if surrogate is None:
         surrogate = Surrogate(trained.model, trained.normalizer, trained.task, trained.grid)
+    check_writable(out_dir, "evaluation", "pass --out with a writable directory")
     out_dir.mkdir(parents=True, exist_ok=True)
+    _warn_if_config_edited(run_dir, trained.meta["config"])
     base = from_dict(DataConfig, trained.meta["config"]["data"], where="data")
     task = surrogate.task
 
@@ -93,17 +98,8 @@ def evaluate_run(
             _predictions_dataset(pred, truth, data, dataset, task),
             out_dir / f"predictions_{stem}.nc",
         )
-        fields_path = out_dir / f"fields_{stem}.png"
-        extent = _extent(data)
+        fields_path = _plot_fields(pred, truth, errors, data, task, out_dir, stem, label)
         sphere = _is_sphere(data)
-        plot_fields(
-            pred[0, -1].numpy(),
-            truth[0, -1].numpy(),
-            fields_path,
-            f"{label}: test pair 0, last output channel (rel. L2 {errors[0].item():.3g})",
-            extent,
-            ("longitude (deg E)", "latitude (deg N)") if sphere else ("x", "y"),
-        )
         scores = _weather_scores(pred, truth, data, task, climatology) if sphere else None
         if len(data.grid.sizes) == 2:
             spectra[label] = spectral_error(pred, truth)
@@ -130,6 +126,64 @@ def evaluate_run(
         plot_error_spectra(spectra, out_dir / "error_spectrum.png")
     atomic_write_json(out_dir / "results.json", [dataclasses.asdict(r) for r in results])
     return results
+
+
+def _plot_fields(pred, truth, errors, data: FieldData, task, out_dir: Path, stem: str, label: str):
+    """One figure per output variable: its last lead step for the test pair of median error
+    and for the worst one. Returns the first figure's path."""
+    order = torch.argsort(errors)
+    picks = [("median", int(order[len(order) // 2]))]
+    if len(order) > 1:
+        picks.append(("worst", int(order[-1])))
+    n_vars = len(task.output_variables)
+    n_steps = pred.shape[1] // n_vars
+    lead = "one step" if n_steps == 1 else f"step {n_steps} of {n_steps}"
+    sphere = _is_sphere(data)
+    paths = []
+    for i, var in enumerate(task.output_variables):
+        channel = (i + 1) * n_steps - 1  # this variable's last lead step
+        name = f"fields_{stem}.png" if n_vars == 1 else f"fields_{stem}_{var}.png"
+        rows = [
+            (f"{kind} error (pair {k}, rel. L2 {errors[k].item():.3g})",
+             pred[k, channel].numpy(), truth[k, channel].numpy())
+            for kind, k in picks
+        ]  # fmt: skip
+        quantity = quantity_label(dict(data.ds[var].attrs), var)
+        paths.append(
+            plot_fields(
+                rows,
+                out_dir / name,
+                f"{quantity} at {label}, lead {lead} ahead (test split, {len(order)} pairs)",
+                quantity,
+                _extent(data),
+                ("longitude (deg E)", "latitude (deg N)") if sphere else ("x", "y"),
+            )
+        )
+    return paths[0]
+
+
+def _warn_if_config_edited(run_dir: Path, trained_with: dict) -> None:
+    """The checkpoint's config is what the weights were trained with; say so when the run's
+    config.yaml no longer matches it (edited after training) instead of silently ignoring it."""
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        return
+    try:
+        on_disk = load_yaml(path)
+    except ConfigError:
+        on_disk = None
+    if on_disk != trained_with:
+        changed = sorted(
+            k
+            for k in set(trained_with) | set(on_disk or {})
+            if (on_disk or {}).get(k) != trained_with.get(k)
+        )
+        log.warning(
+            "%s differs from the configuration the checkpoint was trained with (sections %s): "
+            "evaluating with the checkpoint's; train a new run to use the edited one",
+            path,
+            ", ".join(changed) or "all",
+        )
 
 
 def _predict(surrogate, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:

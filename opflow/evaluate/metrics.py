@@ -29,8 +29,9 @@ def spectral_error(pred: torch.Tensor, truth: torch.Tensor) -> xr.Dataset:
     """Radial error spectrum of 2-D fields ``(B, C, ny, nx)``: where in wavenumber the error is.
 
     Returns an ``xarray.Dataset`` over ``wavenumber`` (integer shells ``|k|``, in cycles per
-    domain length) with ``error_energy`` and ``truth_energy`` (mean over batch and channels of
-    the energy in the shell) and ``relative_error`` = sqrt(error / truth energy) per shell.
+    domain length) with ``error_energy``, ``truth_energy`` and ``prediction_energy`` (mean
+    over batch and channels of the energy in the shell) and ``relative_error`` =
+    sqrt(error / truth energy) per shell.
     Shells go up to ``|k| = min(ny, nx) // 2``; for fields without energy in the corners
     beyond, the energies sum to the mean squared value over the grid (Parseval), at any
     resolution.
@@ -45,12 +46,18 @@ def spectral_error(pred: torch.Tensor, truth: torch.Tensor) -> xr.Dataset:
         )
     error = _shell_energy(pred - truth)
     reference = _shell_energy(truth)
+    predicted = _shell_energy(pred)
     relative = np.sqrt(error / np.where(reference > 0, reference, np.nan))
     k = np.arange(error.size)
     return xr.Dataset(
         {
             "error_energy": ("wavenumber", error, {"long_name": "error energy per shell"}),
             "truth_energy": ("wavenumber", reference, {"long_name": "truth energy per shell"}),
+            "prediction_energy": (
+                "wavenumber",
+                predicted,
+                {"long_name": "prediction energy per shell"},
+            ),
             "relative_error": (
                 "wavenumber",
                 relative,

@@ -83,7 +83,7 @@ def load_gp_config(path: str | Path, overrides: list[str] | None = None) -> GPCo
     return from_dict(GPConfig, data)
 
 
-def run(config: GPConfig, progress: bool = True) -> tuple[GPSolution, Path]:
+def run(config: GPConfig, progress: bool | None = None) -> tuple[GPSolution, Path]:
     """Solve the configured problem and write the results into ``config.output_dir``."""
     problem = config.problem.build(config.name)
     solution = solve(
@@ -133,16 +133,14 @@ def load_solution(run_dir: str | Path) -> GPSolution:
 
 
 def _plot(solution: GPSolution, config: GPConfig, out: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: no global backend switch
 
     from opflow.evaluate.plots import plot_fields
 
     history = solution.history
     its = [h["iteration"] for h in history]
-    fig, ax = plt.subplots(figsize=(6.4, 4.2), constrained_layout=True)
+    fig = Figure(figsize=(6.4, 4.2), layout="constrained")
+    ax = fig.subplots()
     ax.semilogy(its, [abs(h["loss"]) for h in history], label="|loss|")
     ax.set_xlabel("iteration")
     if "rel_l2" in history[0]:
@@ -152,7 +150,6 @@ def _plot(solution: GPSolution, config: GPConfig, out: Path) -> None:
     ax.set_ylabel("|loss|")
     ax.set_title(f"{config.name}: GP-HM optimisation")
     fig.savefig(out / "history.png", dpi=110)
-    plt.close(fig)
 
     ds = solution.to_xarray(config.test_points)
     if "u_exact" not in ds:
@@ -161,9 +158,11 @@ def _plot(solution: GPSolution, config: GPConfig, out: Path) -> None:
         extent = [float(ds.x[0]), float(ds.x[-1]), float(ds.y[0]), float(ds.y[-1])]
         title = f"{config.name}: relative L2 {ds.attrs['rel_l2']:.2e}"
         # rows of the image are y, columns x
-        plot_fields(ds.u.values.T, ds.u_exact.values.T, out / "solution.png", title, extent)
+        rows = [("GP-HM", ds.u.values.T, ds.u_exact.values.T)]
+        plot_fields(rows, out / "solution.png", title, "u", extent)
         return
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(8, 5), sharex=True, constrained_layout=True)
+    fig = Figure(figsize=(8, 5), layout="constrained")
+    top, bottom = fig.subplots(2, 1, sharex=True)
     top.plot(ds.x, ds.u_exact, "k-", lw=1, label="exact")
     top.plot(ds.x, ds.u, "C3--", lw=1, label="GP-HM")
     top.legend()
@@ -173,4 +172,3 @@ def _plot(solution: GPSolution, config: GPConfig, out: Path) -> None:
     bottom.set_xlabel("x")
     top.set_title(f"{config.name}: relative L2 {ds.attrs['rel_l2']:.2e}")
     fig.savefig(out / "solution.png", dpi=110)
-    plt.close(fig)

@@ -182,7 +182,7 @@ def solve(
     kernel: KernelConfig | None = None,
     options: SolverOptions | None = None,
     test_points: int = 300,
-    progress: bool = True,
+    progress: bool | None = None,
     callback: Callable[[dict], None] | None = None,
 ) -> GPSolution:
     """Solve ``problem`` by GP-HM on a uniform grid of ``collocation`` points per axis.
@@ -245,7 +245,9 @@ def solve(
     history: list[dict] = []
     start = time.perf_counter()
     last = options.iterations
-    bar = tqdm(range(last + 1), desc=problem.name, disable=not progress)
+    bar = tqdm(
+        range(last + 1), desc=problem.name, disable=None if progress is None else not progress
+    )
     for iteration in bar:
         resolved = every and iteration and (iteration % every == 0 or iteration == last)
         if resolved:

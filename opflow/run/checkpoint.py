@@ -19,6 +19,7 @@ from pathlib import Path
 import safetensors.torch
 import torch
 
+import opflow
 from opflow.data.io import atomic_write_bytes, atomic_write_json
 from opflow.errors import CheckpointError
 
@@ -57,7 +58,9 @@ def save_checkpoint(
     folder = Path(run_dir) / "checkpoints"
     model_tensors, tied = _model_tensors(model)
     tensors = {f"model.{k}": v for k, v in model_tensors.items()}
-    meta = dict(meta, epoch=epoch, tied=tied)
+    # what wrote it: a checkpoint that misbehaves later can be matched to its software
+    versions = {"opflow": opflow.__version__, "torch": torch.__version__}
+    meta = dict(meta, epoch=epoch, tied=tied, versions=versions)
     if optimizer is not None:
         optim, groups = optimizer_tensors(optimizer)
         tensors.update(optim)

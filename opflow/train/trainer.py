@@ -16,6 +16,7 @@ Run directory::
 
     config.yaml         the resolved config
     metrics.jsonl       one JSON object per epoch (train loss, validation error, lr, time)
+    train.log           the run's messages (epochs, stages), appended across resumes
     checkpoints/        see :mod:`opflow.run.checkpoint` (last.json, best.json)
     tensorboard/        when training.tensorboard is true
 """
@@ -24,16 +25,18 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import time
 from pathlib import Path
+from typing import Literal
 
 import torch
 import yaml
 from tqdm.auto import tqdm
 
 from opflow.data.dataset import DataConfig, FieldData, Grid, check_time_steps
-from opflow.data.io import atomic_write_bytes
+from opflow.data.io import atomic_write_bytes, check_writable
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
 from opflow.models.protocols import kept_modes, stage_count
@@ -41,6 +44,7 @@ from opflow.norms import per_variable
 from opflow.run import checkpoint, distributed
 from opflow.run.distributed import ProcessGroup
 from opflow.run.execution import Execution
+from opflow.run.logs import run_log
 from opflow.run.spec import Task, build_task_model
 from opflow.schema import to_dict
 from opflow.surrogate import Surrogate
@@ -49,6 +53,8 @@ from opflow.train.context import RunContext, parallel, run_context
 from opflow.train.losses import make_loss, relative_lp
 
 __all__ = ["train", "learning_rate", "evaluate_split"]
+
+log = logging.getLogger(__name__)
 
 
 def learning_rate(config: Config, step: int, total_steps: int, steps_per_epoch: int) -> float:
@@ -115,7 +121,7 @@ def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int, c
     scale = math.sqrt(total / max(count, 1))
     model.set_residual_scale(stage, scale)
     if ctx.group.is_main:
-        print(f"stage {stage + 1}: learns a residual of RMS {scale:.4g} (normalised units)")
+        log.info("stage %d: learns a residual of RMS %.4g (normalised units)", stage + 1, scale)
 
 
 def _residual_loss(surrogate: Surrogate, loss_fn, z, pred, y) -> torch.Tensor:
@@ -187,18 +193,29 @@ def _read_metrics(path: Path, up_to_epoch: int) -> list[dict]:
     return rows
 
 
-def train(config: Config, resume: bool = False, progress: bool | None = None) -> Path:
+def train(
+    config: Config, resume: bool | Literal["if-present"] = False, progress: bool | None = None
+) -> Path:
     """Train the model of ``config``; returns the run directory.
 
-    Run under ``torchrun`` it trains data-parallel over the processes torchrun started.
+    ``resume``: ``True`` continues the run in ``training.output_dir`` from its last checkpoint
+    (an error if there is none: a mistyped directory must not start a new run unnoticed);
+    ``"if-present"`` continues it if there is one and starts it otherwise (scripts that are
+    re-run, like ``opflow quickstart``). Run under ``torchrun`` it trains data-parallel over
+    the processes torchrun started.
     """
+    if resume == "if-present":
+        resume = checkpoint.has_checkpoint(Path(config.training.output_dir))
     if config.training.threads:
         torch.set_num_threads(config.training.threads)
     check_time_steps(config.data, config.training.rollout)
     data = FieldData(config.data)
     ctx = run_context(config, data)
+    run_dir = Path(config.training.output_dir)
     try:
-        return _train(config, data, ctx, resume, progress)
+        _check_run_dir(run_dir, resume, ctx.group.is_main)
+        with run_log(run_dir if ctx.group.is_main else None):
+            return _train(config, data, ctx, resume, progress)
     except RuntimeError as err:  # a gradient all-reduce fails inside backward()
         failure = (
             distributed.peer_failure(err, ctx.group.rank) if ctx.group.is_distributed else None
@@ -210,9 +227,8 @@ def train(config: Config, resume: bool = False, progress: bool | None = None) ->
         ctx.group.leave()
 
 
-def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progress) -> Path:
-    run_dir = Path(config.training.output_dir)
-    tcfg, execution, group = config.training, ctx.execution, ctx.group
+def _check_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
+    """Before any work: the output directory fits ``resume`` and can be written."""
     if not resume and checkpoint.has_checkpoint(run_dir):
         raise ConfigError(
             f"{run_dir} already holds a trained run",
@@ -220,7 +236,18 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             "pass --resume, or --set training.output_dir=OTHER",
         )
     if resume and not checkpoint.has_checkpoint(run_dir):
-        resume = False  # nothing to resume from: start from scratch
+        raise ConfigError(  # a mistyped output_dir must not silently start a new run
+            f"Nothing to resume: {run_dir} holds no checkpoint",
+            "the output directory of an earlier run",
+            "check training.output_dir, or drop --resume to start a new run",
+        )
+    if is_main:  # a run that cannot write its checkpoints stops now, not after an epoch
+        check_writable(run_dir, "run", "--set training.output_dir=A_WRITABLE_DIRECTORY")
+
+
+def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progress) -> Path:
+    run_dir = Path(config.training.output_dir)
+    tcfg, execution, group = config.training, ctx.execution, ctx.group
 
     task = _task(config.data, tcfg.rollout)
     torch.manual_seed(tcfg.seed)
@@ -290,7 +317,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             optimizer = _optimizer(config, model, stage)
             network = parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
             if group.is_main:
-                print(f"stage {stage + 1}/{n_stages}", flush=True)
+                log.info("stage %d/%d", stage + 1, n_stages)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
         model.train()
         batches = _batches(len(train_set), tcfg.batch_size, tcfg.seed, epoch)
@@ -307,7 +334,8 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             total=len(mine),
             desc=f"epoch {epoch + 1}/{tcfg.epochs}",
             leave=False,
-            disable=progress is False or not group.is_main,
+            # None: on when stderr is a terminal (off in logs, pipes and batch jobs)
+            disable=not group.is_main or (None if progress is None else not progress),
         )
         for i, (x, y) in enumerate(bar):
             lr = learning_rate(config, stage_step + i, total_steps, steps_per_epoch)
@@ -364,10 +392,13 @@ def _report(row: dict, metrics_path: Path, writer, epochs: int) -> None:
     if writer is not None:
         for key in ("train_loss", "val_rel_l2", "lr"):
             writer.add_scalar(key, row[key], row["epoch"])
-    print(
-        f"epoch {row['epoch'] + 1}/{epochs}  train {row['train_loss']:.4f}  "
-        f"val rel L2 {row['val_rel_l2']:.4f}  ({row['seconds']:.1f}s)",
-        flush=True,
+    log.info(
+        "epoch %d/%d  train %.4f  val rel L2 %.4f  (%.1fs)",
+        row["epoch"] + 1,
+        epochs,
+        row["train_loss"],
+        row["val_rel_l2"],
+        row["seconds"],
     )
 
 

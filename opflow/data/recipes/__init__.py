@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from pathlib import Path
 
+from opflow.data.io import check_writable
 from opflow.data.recipes.darcy import DarcyRecipe
 from opflow.data.recipes.navier_stokes import NavierStokesRecipe
 from opflow.data.recipes.registry import output_paths, recipe_classes
@@ -51,9 +52,13 @@ def load_recipe(path: str | Path) -> Recipe:
     return from_dict(classes[equation], data, where=Path(path).stem)
 
 
-def generate(recipe: Recipe, output: str | Path, progress: bool = True) -> dict[Hashable, Path]:
+def generate(
+    recipe: Recipe, output: str | Path, progress: bool | None = None
+) -> dict[Hashable, Path]:
     """Run ``recipe`` and write its datasets; returns ``{grid key: path}`` (keys ``n``, or
     ``(nlat, nlon)`` on the sphere)."""
     paths = output_paths(recipe, output)
+    for directory in {path.parent for path in paths.values()}:  # before the solve, not after
+        check_writable(directory, "dataset", "pass -o with a path in a writable directory")
     recipe.write(paths, progress)
     return paths

@@ -59,7 +59,7 @@ class DarcyRecipe(PlanarGrids):
                 "fix the recipe",
             )
 
-    def write(self, paths: dict[int, Path], progress: bool) -> None:
+    def write(self, paths: dict[int, Path], progress: bool | None) -> None:
         _write(self, paths, progress)
 
 
@@ -94,7 +94,7 @@ def _dataset(recipe: DarcyRecipe, coefficient: np.ndarray, solution: np.ndarray)
     )
 
 
-def _write(recipe: DarcyRecipe, paths: dict[int, Path], progress: bool) -> None:
+def _write(recipe: DarcyRecipe, paths: dict[int, Path], progress: bool | None) -> None:
     finest = max(recipe.resolutions)
     rng = np.random.default_rng(recipe.seed)
     field = darcy.gaussian_random_field(
@@ -102,7 +102,11 @@ def _write(recipe: DarcyRecipe, paths: dict[int, Path], progress: bool) -> None:
     )
     coefficient = darcy.threshold_coefficient(field, recipe.a_low, recipe.a_high)
     solution = np.empty_like(coefficient)
-    for i in tqdm(range(recipe.n_samples), desc=f"{recipe.name} @ {finest}²", disable=not progress):
+    for i in tqdm(
+        range(recipe.n_samples),
+        desc=f"{recipe.name} @ {finest}²",
+        disable=None if progress is None else not progress,
+    ):
         solution[i] = darcy.solve(coefficient[i], recipe.forcing)
     dtype = np.dtype(recipe.dtype)
     for n, path in paths.items():

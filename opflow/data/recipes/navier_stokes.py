@@ -56,7 +56,7 @@ class NavierStokesRecipe(PlanarGrids):
                 "fix the recipe",
             )
 
-    def write(self, paths: dict[int, Path], progress: bool) -> None:
+    def write(self, paths: dict[int, Path], progress: bool | None) -> None:
         _write(self, paths, progress)
 
 
@@ -91,7 +91,7 @@ def _dataset(recipe: NavierStokesRecipe, vorticity: np.ndarray, forcing: np.ndar
     return ds
 
 
-def _write(recipe: NavierStokesRecipe, paths: dict[int, Path], progress: bool) -> None:
+def _write(recipe: NavierStokesRecipe, paths: dict[int, Path], progress: bool | None) -> None:
     dtype = torch.float64 if recipe.dtype == "float64" else torch.float32
     finest = max(recipe.resolutions)
     generator = torch.Generator().manual_seed(recipe.seed)
@@ -100,7 +100,11 @@ def _write(recipe: NavierStokesRecipe, paths: dict[int, Path], progress: bool) -
         (recipe.n_samples, recipe.n_records + 1, finest, finest), dtype=np.dtype(recipe.dtype)
     )
     total = recipe.n_records * ((recipe.n_samples + recipe.batch_size - 1) // recipe.batch_size)
-    with tqdm(total=total, desc=f"{recipe.name} @ {finest}²", disable=not progress) as bar:
+    with tqdm(
+        total=total,
+        desc=f"{recipe.name} @ {finest}²",
+        disable=None if progress is None else not progress,
+    ) as bar:
         for start in range(0, recipe.n_samples, recipe.batch_size):
             count = min(recipe.batch_size, recipe.n_samples - start)
             w0 = navier_stokes.gaussian_random_field(

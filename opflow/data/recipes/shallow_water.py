@@ -92,7 +92,7 @@ class ShallowWaterRecipe:
     def grid_label(self, key: tuple[int, int]) -> str:
         return f"{key[0]}x{key[1]}"
 
-    def write(self, paths: dict[tuple[int, int], Path], progress: bool) -> None:
+    def write(self, paths: dict[tuple[int, int], Path], progress: bool | None) -> None:
         _write(self, paths, progress)
 
 
@@ -145,7 +145,9 @@ def _dataset(recipe: ShallowWaterRecipe, grid: SphereGrid, fields: np.ndarray):
     )
 
 
-def _write(recipe: ShallowWaterRecipe, paths: dict[tuple[int, int], Path], progress: bool) -> None:
+def _write(
+    recipe: ShallowWaterRecipe, paths: dict[tuple[int, int], Path], progress: bool | None
+) -> None:
     grids = recipe.grids
     fields = [
         np.empty((recipe.n_samples, recipe.n_records + 1, 3, *g.shape), dtype=recipe.dtype)
@@ -156,7 +158,7 @@ def _write(recipe: ShallowWaterRecipe, paths: dict[tuple[int, int], Path], progr
     bar = tqdm(
         total=recipe.n_samples,
         desc=f"{recipe.name} @ {finest.nlat}x{finest.nlon}",
-        disable=not progress,
+        disable=None if progress is None else not progress,
     )
     indices = range(recipe.n_samples)
     with bar:
