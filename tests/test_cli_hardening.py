@@ -4,6 +4,7 @@ no traceback, nothing written; and the command line's own manners (version, quie
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -177,3 +178,41 @@ def test_importing_opflow_leaves_the_matplotlib_backend_alone():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.stdout.strip() == "svg", out.stderr
+
+
+def test_epochs_reach_weights_and_biases_offline(work):
+    env_run = subprocess.run(
+        [sys.executable, "-m", "opflow.cli", "train", "config.yaml",
+         "--set", "training.output_dir=w", "--set", "training.tracker=wandb"],
+        cwd=work, capture_output=True, text=True, timeout=300,
+        env={**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true"},
+    )  # fmt: skip
+    assert env_run.returncode == 0, env_run.stderr
+    rows = [json.loads(line) for line in (work / "w" / "metrics.jsonl").read_text().splitlines()]
+    (record,) = (work / "w" / "wandb").glob("offline-run-*/run-*.wandb")
+    logged = record.read_bytes()  # the run's protobuf log keeps each value as JSON text
+    assert all(json.dumps(r["val_rel_l2"]).encode() in logged for r in rows)
+
+
+def test_a_tracker_that_is_not_installed_stops_the_run_before_it_writes(work):
+    import importlib.util
+
+    if importlib.util.find_spec("mlflow") is not None:  # installed: it records the run
+        done = _opflow("train", "config.yaml", "--set", "training.output_dir=m",
+                       "--set", "training.tracker=mlflow", cwd=work, timeout=300)  # fmt: skip
+        assert done.returncode == 0 and (work / "m" / "mlruns").is_dir(), done.stderr
+        return
+    _one_line_error(
+        _opflow(
+            "train",
+            "config.yaml",
+            "--set",
+            "training.output_dir=m",
+            "--set",
+            "training.tracker=mlflow",
+            cwd=work,
+        ),  # fmt: skip
+        "mlflow is not installed",
+        "pip install mlflow",
+    )
+    assert not (work / "m").exists()

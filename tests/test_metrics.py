@@ -28,6 +28,9 @@ def test_errors_land_in_their_shell_at_any_resolution(n):
     # Parseval: shells sum to the mean squared error over the grid
     assert ds.error_energy.sum().item() == pytest.approx((pred - truth).square().mean().item())
     assert ds.relative_error.sel(wavenumber=3).item() == pytest.approx(0.0, abs=1e-9)
+    # the prediction's own spectrum, drawn beside the error's: the truth's shell plus the error's
+    assert ds.prediction_energy.sel(wavenumber=3).item() == pytest.approx(0.5, rel=1e-9)
+    assert ds.prediction_energy.sel(wavenumber=10).item() == pytest.approx(0.005, rel=1e-9)
 
 
 def test_shape_mismatch_is_a_clear_error():

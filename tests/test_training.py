@@ -357,6 +357,9 @@ def test_two_variables_two_steps_train_evaluate_and_step(tmp_path, rollout):
     run = train(load_config(_write(tmp_path / "c.yaml", config)), progress=False)
     (result,) = evaluate_run(run, [tmp_path / "two.nc"])
     predictions = xr.open_dataset(result.predictions)
+    # one figure per variable, named after it
+    figures = sorted(p.name for p in Path(result.fields_plot).parent.glob("fields_*.png"))
+    assert figures == ["fields_two_tracer.png", "fields_two_vorticity.png"]
 
     def relative(pred, truth):
         axes = tuple(range(1, pred.ndim))

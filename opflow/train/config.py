@@ -83,6 +83,8 @@ class TrainingConfig:
     ``compile``: ``torch.compile`` the model.
     ``collective_timeout_s``: how long a process of a multi-process run waits for the others
     before it fails with an error (a dead or hung peer).
+    ``tracker``: also report every epoch to TensorBoard, Weights & Biases or MLflow
+    (:mod:`opflow.train.trackers`).
     """
 
     epochs: int = 10
@@ -92,7 +94,7 @@ class TrainingConfig:
     threads: int | None = None
     checkpoint_every: int = 1
     output_dir: str = "runs/run"
-    tensorboard: bool = False
+    tracker: Literal["tensorboard", "wandb", "mlflow"] | None = None
     device: str = "auto"
     precision: Precision = "fp32"
     compile: bool = False

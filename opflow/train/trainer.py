@@ -18,7 +18,7 @@ Run directory::
     metrics.jsonl       one JSON object per epoch (train loss, validation error, lr, time)
     train.log           the run's messages (epochs, stages), appended across resumes
     checkpoints/        see :mod:`opflow.run.checkpoint` (last.json, best.json)
-    tensorboard/        when training.tensorboard is true
+    tensorboard/ ...    a tracker's files (training.tracker), e.g. TensorBoard's
 """
 
 from __future__ import annotations
@@ -51,6 +51,7 @@ from opflow.surrogate import Surrogate
 from opflow.train.config import Config
 from opflow.train.context import RunContext, parallel, run_context
 from opflow.train.losses import make_loss, relative_lp
+from opflow.train.trackers import open_tracker
 
 __all__ = ["train", "learning_rate", "evaluate_split"]
 
@@ -296,13 +297,14 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     if n_stages > 1 and stage > 0 and start_epoch == stage * stage_epochs:
         _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)  # resumed at a start
     metrics_path = run_dir / "metrics.jsonl"
-    writer = None
+    tracker = None
     if group.is_main:
+        # first: a tracker that is not installed stops the run before it writes anything
+        tracker = open_tracker(tcfg.tracker, run_dir, to_dict(config))
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
         rows = _read_metrics(metrics_path, start_epoch - 1)
         atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
-        writer = _tensorboard(run_dir) if tcfg.tensorboard else None
     network = parallel(surrogate.task_model, ctx, tcfg.compile)
     scaler = execution.grad_scaler()
 
@@ -371,7 +373,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         else:  # no validation split: the latest weights are the best we know
             improved = True
         if group.is_main:
-            _report(row, metrics_path, writer, tcfg.epochs)
+            _report(row, metrics_path, tracker, tcfg.epochs)
             last_epoch = epoch == tcfg.epochs - 1
             if improved or last_epoch or (epoch + 1) % tcfg.checkpoint_every == 0:
                 tags = ["last"] + (["best"] if improved else [])
@@ -379,19 +381,18 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
                 if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
                     meta["active_stages"] = model.active_stages
                 checkpoint.save_checkpoint(run_dir, tags, epoch, model, optimizer, meta)
-    if writer is not None:
-        writer.close()
+    if tracker is not None:
+        tracker.close()
     group.barrier()  # no process leaves before rank 0 has written the last checkpoint
     return run_dir
 
 
-def _report(row: dict, metrics_path: Path, writer, epochs: int) -> None:
-    """Append an epoch's row to metrics.jsonl (and TensorBoard), print it."""
+def _report(row: dict, metrics_path: Path, tracker, epochs: int) -> None:
+    """Append an epoch's row to metrics.jsonl (and the tracker), log it."""
     with open(metrics_path, "a") as f:
         f.write(json.dumps(row) + "\n")
-    if writer is not None:
-        for key in ("train_loss", "val_rel_l2", "lr"):
-            writer.add_scalar(key, row[key], row["epoch"])
+    if tracker is not None:
+        tracker.log(row)
     log.info(
         "epoch %d/%d  train %.4f  val rel L2 %.4f  (%.1fs)",
         row["epoch"] + 1,
@@ -400,15 +401,3 @@ def _report(row: dict, metrics_path: Path, writer, epochs: int) -> None:
         row["val_rel_l2"],
         row["seconds"],
     )
-
-
-def _tensorboard(run_dir: Path):
-    try:
-        from torch.utils.tensorboard import SummaryWriter
-    except ImportError:
-        raise ConfigError(
-            "training.tensorboard is true but TensorBoard is not installed",
-            "the tensorboard package",
-            "pip install tensorboard, or set training.tensorboard: false",
-        ) from None
-    return SummaryWriter(run_dir / "tensorboard")
