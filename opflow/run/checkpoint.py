@@ -20,10 +20,16 @@ import safetensors.torch
 import torch
 
 import opflow
-from opflow.data.io import atomic_write_bytes, atomic_write_json
-from opflow.errors import CheckpointError
+from opflow.data.io import atomic_write_bytes, atomic_write_json, check_writable
+from opflow.errors import CheckpointError, ConfigError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "has_checkpoint", "optimizer_tensors"]
+__all__ = [
+    "save_checkpoint",
+    "load_checkpoint",
+    "has_checkpoint",
+    "check_run_dir",
+    "optimizer_tensors",
+]
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict, list]:
@@ -203,3 +209,21 @@ def restore(
         torch.set_rng_state(tensors["rng.torch"])
         if "rng.cuda" in tensors and torch.cuda.is_available():  # pragma: no cover - GPU
             torch.cuda.set_rng_state(tensors["rng.cuda"])
+
+
+def check_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
+    """Before any work: the output directory fits ``resume`` and can be written."""
+    if not resume and has_checkpoint(run_dir):
+        raise ConfigError(
+            f"{run_dir} already holds a trained run",
+            "a new output directory, or --resume to continue this run",
+            "pass --resume, or --set training.output_dir=OTHER",
+        )
+    if resume and not has_checkpoint(run_dir):
+        raise ConfigError(  # a mistyped output_dir must not silently start a new run
+            f"Nothing to resume: {run_dir} holds no checkpoint",
+            "the output directory of an earlier run",
+            "check training.output_dir, or drop --resume to start a new run",
+        )
+    if is_main:  # a run that cannot write its checkpoints stops now, not after an epoch
+        check_writable(run_dir, "run", "--set training.output_dir=A_WRITABLE_DIRECTORY")

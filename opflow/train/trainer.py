@@ -36,7 +36,7 @@ import yaml
 from tqdm.auto import tqdm
 
 from opflow.data.dataset import DataConfig, FieldData, Grid, check_time_steps
-from opflow.data.io import atomic_write_bytes, check_writable
+from opflow.data.io import atomic_write_bytes
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
 from opflow.models.protocols import kept_modes, stage_count
@@ -214,7 +214,7 @@ def train(
     ctx = run_context(config, data)
     run_dir = Path(config.training.output_dir)
     try:
-        _check_run_dir(run_dir, resume, ctx.group.is_main)
+        checkpoint.check_run_dir(run_dir, resume, ctx.group.is_main)
         with run_log(run_dir if ctx.group.is_main else None):
             return _train(config, data, ctx, resume, progress)
     except RuntimeError as err:  # a gradient all-reduce fails inside backward()
@@ -226,24 +226,6 @@ def train(
         raise failure from None
     finally:
         ctx.group.leave()
-
-
-def _check_run_dir(run_dir: Path, resume: bool, is_main: bool) -> None:
-    """Before any work: the output directory fits ``resume`` and can be written."""
-    if not resume and checkpoint.has_checkpoint(run_dir):
-        raise ConfigError(
-            f"{run_dir} already holds a trained run",
-            "a new output directory, or --resume to continue this run",
-            "pass --resume, or --set training.output_dir=OTHER",
-        )
-    if resume and not checkpoint.has_checkpoint(run_dir):
-        raise ConfigError(  # a mistyped output_dir must not silently start a new run
-            f"Nothing to resume: {run_dir} holds no checkpoint",
-            "the output directory of an earlier run",
-            "check training.output_dir, or drop --resume to start a new run",
-        )
-    if is_main:  # a run that cannot write its checkpoints stops now, not after an epoch
-        check_writable(run_dir, "run", "--set training.output_dir=A_WRITABLE_DIRECTORY")
 
 
 def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progress) -> Path:
