@@ -33,8 +33,16 @@ class Surrogate:
     moved there, tensor outputs come back on the input's device.
     """
 
-    def __init__(self, model: torch.nn.Module, normalizer: Normalizer, task: Task, grid: Grid):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        normalizer: Normalizer,
+        task: Task,
+        grid: Grid,
+        time_step: float | np.timedelta64 | None = None,
+    ):
         self.model = model.eval()
+        self.time_step = time_step  # between the training data's records, when it was known
         self.task_model = TaskModel(model, task)
         self.normalizer = normalizer
         self.task = task
@@ -137,8 +145,11 @@ class Surrogate:
         return torch.cat(produced, dim=2)[:, :, :steps].flatten(1, 2)
 
     def _call_xarray(self, ds: xr.Dataset, steps: int | None, repeat: bool = False):
+        """The xarray round trip: the output is labelled like the input — its spatial
+        coordinates in the input's order (a descending latitude stays descending), time labels
+        continuing the input's by the data's time step, the input's dtype, and its dataset,
+        variable and coordinate attributes and non-dimension coordinates."""
         task, spatial = self.task, self.grid.dims
-        float64 = self.dtype == torch.float64
         missing = [v for v in task.input_variables if v not in ds.data_vars]
         if missing:
             raise DataError(
@@ -149,6 +160,11 @@ class Surrogate:
         has_sample = task.sample_dim in ds.dims
         time_dim = task.time_dim if task.time_dim and task.time_dim in ds.dims else None
         lead = ([task.sample_dim] if has_sample else []) + ([time_dim] if time_dim else [])
+        # the model sees ascending coordinates (as in training); the output is put back
+        descending = [
+            d for d in spatial if d in ds.coords and ds.sizes[d] > 1 and ds[d][1] < ds[d][0]
+        ]
+        numpy_dtype = np.float64 if self.dtype == torch.float64 else np.float32
         arrays = []
         for var in task.input_variables:
             da = ds[var]
@@ -159,10 +175,8 @@ class Surrogate:
                         f"spatial dims {spatial}",
                         "rename the state's dims to the training data's names",
                     )
-                if dim in da.coords and da.sizes[dim] > 1 and da[dim][1] < da[dim][0]:
-                    da = da.isel({dim: slice(None, None, -1)})
-            da = da.transpose(*lead, *spatial)
-            values = np.asarray(da.values, dtype=np.float64 if float64 else np.float32)
+            da = da.isel({d: slice(None, None, -1) for d in descending}).transpose(*lead, *spatial)
+            values = np.asarray(da.values, dtype=numpy_dtype)
             if not has_sample:
                 values = values[None]
             if time_dim:
@@ -181,23 +195,42 @@ class Surrogate:
         with torch.no_grad():
             y = self._repeat(x, n_steps) if repeat else self.predict(x, steps)
         y = y.unflatten(1, (len(task.output_variables), n_steps)).cpu().numpy()
-        coords = {d: ds[d].values for d in spatial if d in ds.coords}
-        if has_sample:
-            coords[task.sample_dim] = ds[task.sample_dim].values
         out_dim = time_dim or "step"
-        if time_dim and time_dim in ds.coords and ds.sizes[time_dim] >= 2:
-            t = ds[time_dim].values
-            coords[out_dim] = t[-1] + (t[-1] - t[-2]) * np.arange(1, n_steps + 1)
-        else:
-            coords[out_dim] = np.arange(1, n_steps + 1)
+        dims = ([task.sample_dim] if has_sample else []) + [out_dim, *spatial]
+        kept = {task.sample_dim, *spatial}
+        coords = {name: c for name, c in ds.coords.items() if set(c.dims) <= kept}
+        coords[out_dim] = self._next_times(ds, time_dim, n_steps)
         data_vars = {}
         for i, var in enumerate(task.output_variables):
-            field = y[:, i]
-            dims = ([task.sample_dim] if has_sample else []) + [out_dim, *spatial]
-            field = field if has_sample else field[0]
-            attrs = ds[var].attrs if var in ds else {}
-            data_vars[var] = (dims, field, attrs)
-        return xr.Dataset(data_vars, coords=coords, attrs={"source": "opflow surrogate"})
+            field = y[:, i] if has_sample else y[0, i]
+            source = ds[var] if var in ds else None
+            if source is not None and np.issubdtype(source.dtype, np.floating):
+                field = field.astype(source.dtype, copy=False)  # float64 in, float64 out
+            out = xr.DataArray(
+                field, dims=dims, attrs=dict(source.attrs) if source is not None else {}
+            )
+            # back to the input's order along the flipped axes
+            data_vars[var] = out.isel({d: slice(None, None, -1) for d in descending})
+        return xr.Dataset(data_vars, coords=coords, attrs=dict(ds.attrs))
+
+    def _next_times(self, ds: xr.Dataset, time_dim: str | None, n_steps: int) -> xr.DataArray:
+        """Labels of the predicted steps: the input's last time plus 1..n time steps (the
+        state's own spacing, else the training data's), keeping the coordinate's attributes;
+        ``step`` numbers 1..n where there is no time axis to continue."""
+        if not time_dim or time_dim not in ds.coords:
+            return xr.DataArray(np.arange(1, n_steps + 1), dims=[time_dim or "step"])
+        times = ds[time_dim]
+        values = times.values
+        step = values[-1] - values[-2] if len(values) >= 2 else self.time_step
+        if step is None:
+            raise DataError(
+                f"The state has one {time_dim!r} label and the run does not record its data's "
+                "time step",
+                "two or more time labels in the state",
+                "pass the last two time steps, or retrain to record the time step",
+            )
+        labels = values[-1] + step * np.arange(1, n_steps + 1)
+        return xr.DataArray(labels, dims=[time_dim], attrs=dict(times.attrs))
 
 
 def load(
@@ -218,4 +251,10 @@ def load(
             "for half precision, train with training.precision bf16-mixed / fp16-mixed",
         )
     trained = load_trained(Path(run_dir), checkpoint, resolve_device(device), dtype)
-    return Surrogate(trained.model, trained.normalizer, trained.task, trained.grid)
+    meta = trained.meta
+    time_step = (
+        np.timedelta64(meta["time_step_ns"], "ns")
+        if "time_step_ns" in meta
+        else meta.get("time_step")
+    )
+    return Surrogate(trained.model, trained.normalizer, trained.task, trained.grid, time_step)

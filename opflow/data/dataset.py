@@ -199,6 +199,19 @@ class FieldData:
                     f"use finer data or lower n_modes[{axis}] to at most {n}",
                 )
 
+    @property
+    def time_step(self) -> dict:
+        """The records' time step, JSON-able for checkpoints: ``{"time_step": dt}`` (numeric
+        time), ``{"time_step_ns": n}`` (datetimes), ``{}`` where the file does not say."""
+        dim = self.config.time_dim
+        if not dim or dim not in self.ds.coords or self.n_times < 2:
+            return {}
+        times = self.ds[dim].values
+        step = times[1] - times[0]
+        if np.issubdtype(np.asarray(step).dtype, np.timedelta64):
+            return {"time_step_ns": int(step / np.timedelta64(1, "ns"))}
+        return {"time_step": float(step)}
+
     def split_indices(self, split: str) -> np.ndarray:
         """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order)."""
         parts = {"train": 0.8, "val": 0.1, "test": 0.1} | self.config.split

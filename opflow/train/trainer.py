@@ -359,7 +359,15 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             last_epoch = epoch == tcfg.epochs - 1
             if improved or last_epoch or (epoch + 1) % tcfg.checkpoint_every == 0:
                 tags = ["last"] + (["best"] if improved else [])
-                meta = _meta(config, normalizer, data.grid, task, best_val=best, val_rel_l2=val)
+                meta = _meta(
+                    config,
+                    normalizer,
+                    data.grid,
+                    task,
+                    best_val=best,
+                    val_rel_l2=val,
+                    **data.time_step,
+                )
                 if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
                     meta["active_stages"] = model.active_stages
                 checkpoint.save_checkpoint(run_dir, tags, epoch, model, optimizer, meta)
