@@ -145,3 +145,60 @@ def test_bad_weather_files_get_clear_errors(tmp_path):
     with pytest.raises(DataError, match="1 NaN"):
         open_weather(path, ["geopotential@500"])
     assert path.read_bytes() == before  # input files are never modified
+
+
+def _global_field(lon: np.ndarray, level_dim: str = "level", levels=(500, 850), units="hPa"):
+    """A (time, level, lat, lon) field whose value at each longitude is a function of the
+    longitude modulo 360, so that any window of the same circle holds the same values."""
+    lat = np.linspace(90, -90, 9)
+    angle = np.deg2rad(np.mod(lon, 360.0))
+    values = (
+        np.arange(1, 3)[:, None, None, None]
+        * np.array(levels, dtype=float)[None, :, None, None]
+        * (np.cos(angle)[None, None, None, :] + np.deg2rad(lat)[None, None, :, None])
+    )
+    return xr.Dataset(
+        {"z": (("time", level_dim, "latitude", "longitude"), values)},
+        coords={"time": [0, 6], level_dim: (level_dim, list(levels), {"units": units}),
+                "latitude": lat, "longitude": lon},
+    )  # fmt: skip
+
+
+def test_longitudes_in_any_window_read_as_one_turn(tmp_path):
+    for name, lon in {
+        "minus180": np.arange(-8, 8) * 22.5,
+        "from20": 20.0 + np.arange(16) * 22.5,
+        "wrapped": np.arange(17) * 22.5,  # 0 .. 360: the last column repeats the first
+        "rolled": np.roll(np.arange(16) * 22.5, 5),
+    }.items():
+        ds = open_weather(write_dataset(_global_field(lon), tmp_path / f"{name}.nc"), "z@500")
+        assert ds.sizes["lon"] == 16 and np.all(np.diff(ds["lon"].values) == 22.5), name
+        # each longitude's values are the file's at that label (the field is a function of
+        # the longitude modulo 360)
+        expected = _global_field(ds["lon"].values)["z"].isel(level=0).values
+        np.testing.assert_array_equal(ds["z_500"].values, expected)
+
+
+LEVEL_AXES = [("lev", (500, 850), "hPa"), ("plev", (50000, 85000), "Pa"),
+              ("pressure_level", (500, 850), "hPa")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("dim", "levels", "units"), LEVEL_AXES)
+def test_level_axes_by_any_name_and_in_pa(tmp_path, dim, levels, units):
+    field = _global_field(np.arange(16) * 22.5, dim, levels, units)
+    path = write_dataset(field, tmp_path / "l.nc")
+    raw = xr.open_dataset(path)
+    ds = open_weather(path, ["z@850"])  # hPa, whatever the file's unit
+    np.testing.assert_array_equal(ds["z_850"].values, raw["z"].isel({dim: 1}).values)
+
+
+def test_files_are_read_by_content_and_undecodable_times_stay_numbers(tmp_path):
+    ds = _global_field(np.arange(16) * 22.5)
+    ds["time"].attrs["units"] = "months since 2000-01-01"  # xarray's decoder refuses months
+    ds.to_netcdf(tmp_path / "era", format="NETCDF4")  # no suffix
+    ds.to_netcdf(tmp_path / "classic.cdf", format="NETCDF3_CLASSIC")
+    for name in ("era", "classic.cdf"):
+        with pytest.warns(UserWarning, match="read as the file's raw numbers"):
+            read = open_weather(tmp_path / name, "z@500")
+        np.testing.assert_array_equal(read["time"].values, [0, 6])
+        np.testing.assert_array_equal(read["z_500"].values, ds["z"].isel(level=0).values)

@@ -44,8 +44,27 @@ def _engine(path: Path) -> str:
     )
 
 
+def _engine_by_content(path: Path) -> str:
+    """The reading engine from what ``path`` holds, whatever its name: a zarr store, HDF5
+    (netCDF4 and plain HDF5), or classic netCDF (``CDF`` magic)."""
+    if path.is_dir():
+        if any((path / marker).exists() for marker in (".zgroup", ".zattrs", "zarr.json")):
+            return "zarr"
+    else:
+        with open(path, "rb") as f:
+            magic = f.read(8)
+        if magic.startswith(b"\x89HDF"):
+            return "h5netcdf" if path.suffix.lower() in _HDF5_SUFFIXES else "netcdf4"
+        if magic.startswith(b"CDF"):
+            return "netcdf4"
+    return _engine(path)  # says which formats it knows
+
+
 def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Dataset:
-    """Open a dataset lazily (dask-backed when ``chunks`` is given), read-only."""
+    """Open a dataset lazily (dask-backed when ``chunks`` is given), read-only. The format is
+    read from the content (``.cdf``, ``.nc4`` or no suffix at all are fine). Times that xarray
+    cannot decode (e.g. "months since ...") stay raw numbers, with a warning, instead of
+    failing."""
     path = Path(path)
     if not path.exists():
         raise DataError(
@@ -53,14 +72,30 @@ def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Datas
             "an existing .nc, .h5 or .zarr path",
             "check the path, or create it with 'opflow generate'",
         )
-    engine = _engine(path)
-    try:
+    engine = _engine_by_content(path)
+
+    def read(decode_times: bool) -> xr.Dataset:
         with warnings.catch_warnings():
             # one sample per chunk is what a per-sample reader wants, whatever the storage
             warnings.filterwarnings("ignore", message="The specified chunks separate")
             if engine == "zarr":
-                return xr.open_zarr(path, chunks=chunks, consolidated=False)
-            return xr.open_dataset(path, engine=engine, chunks=chunks)
+                return xr.open_zarr(
+                    path, chunks=chunks, consolidated=False, decode_times=decode_times
+                )
+            return xr.open_dataset(path, engine=engine, chunks=chunks, decode_times=decode_times)
+
+    try:
+        try:
+            return read(decode_times=True)
+        except ValueError as err:
+            if "decode" not in str(err) or "time" not in str(err):
+                raise
+            warnings.warn(
+                f"{path}: times cannot be decoded ({str(err).splitlines()[0]}); they are read "
+                "as the file's raw numbers",
+                stacklevel=2,
+            )
+            return read(decode_times=False)
     except (OSError, ValueError, KeyError) as err:
         raise DataError(
             f"Could not read {path} as {engine}: {err}",

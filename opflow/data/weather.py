@@ -1,11 +1,14 @@
 """Weather data (ERA5 / WeatherBench 2 conventions) as fields on a sphere grid.
 
 Such files differ in small ways that matter to a spherical model: the latitude axis is called
-``latitude`` or ``lat`` and runs north-to-south or south-to-north, dims come in any order,
-pressure-level variables carry a ``level`` axis, and the latitudes are equiangular with or
-without the poles, or Gaussian. :func:`open_weather` reads any of these into one layout,
+``latitude`` or ``lat`` and runs north-to-south or south-to-north, longitudes come in any
+window (0..360, -180..180, 20..380, with or without a repeated wrap-around column), dims come in
+any order, pressure-level variables carry a level axis (``level``, ``lev``, ``plev``,
+``pressure_level``, ``isobaricInhPa``; in hPa or Pa, levels are asked for in hPa), and the
+latitudes are equiangular with or without the poles, or Gaussian. :func:`open_weather` reads
+any of these into one layout,
 
-    dims ``(..., lat, lon)``: rows north to south, longitudes ascending from their first value,
+    dims ``(..., lat, lon)``: rows north to south, longitudes ascending from the smallest,
 
 with the variables selected (``"geopotential@500"`` is geopotential at level 500), and attaches
 the :class:`opflow.spectral.sphere.SphereGrid` inferred from the latitudes (:func:`infer_grid`)
@@ -28,7 +31,7 @@ __all__ = ["open_weather", "infer_grid", "to_sphere_layout"]
 
 _LAT_NAMES = ("latitude", "lat")
 _LON_NAMES = ("longitude", "lon")
-_LEVEL_NAMES = ("level", "pressure_level", "plev", "isobaricInhPa")
+_LEVEL_NAMES = ("level", "pressure_level", "plev", "lev", "isobaricInhPa")
 # Gaussian latitudes are stored rounded (ERA5's GRIB/netCDF: ~1e-6 degrees, some tools 1e-3)
 _GAUSSIAN_TOLERANCE_DEG = 2e-3
 
@@ -91,12 +94,24 @@ def _check_longitudes(lon: np.ndarray, path: str) -> None:
         )
 
 
+def _one_turn_of_longitudes(ds: xr.Dataset) -> xr.Dataset:
+    """Longitudes in any window (0..360, -180..180, 20..380) as one turn starting at the
+    smallest of them modulo 360, ascending; a wrap-around column that repeats the first
+    (0 and 360) is dropped."""
+    lon = ds["lon"].values.astype(np.float64)
+    wrapped = np.mod(lon - lon.min(), 360.0) + lon.min()
+    repeats = np.isclose(np.mod(lon - lon[0], 360.0), 0.0, atol=1e-9) & (np.arange(lon.size) > 0)
+    ds = ds.isel(lon=np.flatnonzero(~repeats))
+    return ds.assign_coords(lon=("lon", wrapped[~repeats], ds["lon"].attrs))
+
+
 def to_sphere_layout(ds: xr.Dataset, path: str = "the dataset") -> xr.Dataset:
     """Rename the horizontal dims to ``lat``/``lon``, order rows north to south, put
     ``(lat, lon)`` last, and attach the inferred grid kind (``attrs['sphere_grid']``)."""
     lat_dim = _find_dim(ds, _LAT_NAMES, "latitude", path)
     lon_dim = _find_dim(ds, _LON_NAMES, "longitude", path)
     ds = ds.rename({lat_dim: "lat", lon_dim: "lon"})
+    ds = _one_turn_of_longitudes(ds)
     ds = ds.sortby("lat", ascending=False).sortby("lon")
     _check_longitudes(ds["lon"].values, path)
     grid = infer_grid(ds["lat"].values, ds.sizes["lon"])
@@ -132,11 +147,13 @@ def _select(ds: xr.Dataset, spec: str, path: str) -> xr.DataArray:
         )
     dim = level_dims[0]
     available = ds[dim].values
-    match = np.isclose(available.astype(np.float64), float(level))
+    # levels are asked for in hPa; a level axis in Pa (CMIP's plev) is converted
+    in_pa = ds[dim].attrs.get("units", "").strip().lower() == "pa"
+    match = np.isclose(available.astype(np.float64) / (100.0 if in_pa else 1.0), float(level))
     if not match.any():
         raise DataError(
             f"{path} has no level {level} for {name!r}",
-            f"one of the levels {available.tolist()}",
+            f"one of the levels {available.tolist()}" + (" Pa (asked in hPa)" if in_pa else ""),
             "pick an available level",
         )
     return da.isel({dim: int(np.argmax(match))}, drop=True).rename(spec.replace("@", "_"))
