@@ -202,3 +202,31 @@ def test_files_are_read_by_content_and_undecodable_times_stay_numbers(tmp_path):
             read = open_weather(tmp_path / name, "z@500")
         np.testing.assert_array_equal(read["time"].values, [0, 6])
         np.testing.assert_array_equal(read["z_500"].values, ds["z"].isel(level=0).values)
+
+
+def test_any_dim_names_through_a_mapping(tmp_path):
+    field = _global_field(np.arange(16) * 22.5)
+    odd = field.rename({"latitude": "y_deg", "longitude": "x_deg", "time": "t", "level": "hpa"})
+    path = write_dataset(odd, tmp_path / "odd.nc")
+    with pytest.raises(DataError, match="no latitude dimension"):
+        open_weather(path, "z@500", dims={"level": "hpa"})
+    mapping = {"lat": "y_deg", "lon": "x_deg", "time": "t", "level": "hpa"}
+    ds = open_weather(path, "z@500", dims=mapping)
+    assert ds["z_500"].dims == ("time", "lat", "lon")
+    np.testing.assert_array_equal(ds["z_500"].values, field["z"].isel(level=0).values)
+    with pytest.raises(DataError, match="no dims"):
+        open_weather(path, "z@500", dims={"lat": "latitude"})
+
+
+def test_many_files_open_as_one_dataset(tmp_path):
+    field = _global_field(np.arange(16) * 22.5)
+    whole = open_weather(write_dataset(field, tmp_path / "whole.nc"), "z@850")
+    for t in range(2):  # one file per time step
+        write_dataset(field.isel(time=[t]), tmp_path / f"part_{t}.nc")
+    by_glob = open_weather(str(tmp_path / "part_*.nc"), "z@850")
+    by_list = open_weather([tmp_path / "part_0.nc", tmp_path / "part_1.nc"], "z@850")
+    for ds in (by_glob, by_list):
+        np.testing.assert_array_equal(ds["time"].values, whole["time"].values)
+        np.testing.assert_array_equal(ds["z_850"].values, whole["z_850"].values)
+    with pytest.raises(DataError, match="No file matches"):
+        open_weather(str(tmp_path / "nothing_*.nc"))

@@ -18,6 +18,8 @@ a missing variable or level, or NaNs in the data raise :class:`opflow.errors.Dat
 
 from __future__ import annotations
 
+import glob
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -159,17 +161,64 @@ def _select(ds: xr.Dataset, spec: str, path: str) -> xr.DataArray:
     return da.isel({dim: int(np.argmax(match))}, drop=True).rename(spec.replace("@", "_"))
 
 
-def open_weather(path: str | Path, variables: list[str] | str | None = None) -> xr.Dataset:
+def _open_files(path) -> tuple[xr.Dataset, str]:
+    """One dataset from a path, a list of paths or a glob pattern (combined by coordinates)."""
+    if isinstance(path, str | Path) and any(c in str(path) for c in "*?["):
+        paths = sorted(glob.glob(str(path)))
+        if not paths:
+            raise DataError(
+                f"No file matches {path}", "at least one file", "check the pattern and folder"
+            )
+    elif isinstance(path, str | Path):
+        return open_dataset(path), str(path)
+    else:
+        paths = list(path)
+    parts = [open_dataset(p, chunks={}) for p in paths]
+    try:
+        return xr.combine_by_coords(
+            parts, combine_attrs="drop_conflicts"
+        ), f"{paths[0]} (+{len(paths) - 1})"
+    except ValueError as err:
+        raise DataError(
+            f"The {len(paths)} files {paths[0]} ... cannot be combined: {err}",
+            "files that tile one dataset along their coordinates (e.g. time)",
+            "open them separately",
+        ) from None
+
+
+def _rename_dims(ds: xr.Dataset, dims: dict[str, str], path: str) -> xr.Dataset:
+    unknown = sorted(set(dims) - {"lat", "lon", "time", "level"})
+    missing = sorted(name for name in dims.values() if name not in ds.dims)
+    if unknown or missing:
+        raise DataError(
+            f"dims={dims} for {path}: "
+            + (f"unknown keys {unknown}" if unknown else "")
+            + (f"no dims {missing} in the file (it has {list(ds.dims)})" if missing else ""),
+            "keys among lat, lon, time, level mapped to dims of the file",
+            "fix the mapping",
+        )
+    return ds.rename({file_name: ours for ours, file_name in dims.items()})
+
+
+def open_weather(
+    path: str | Path | Sequence[str | Path],
+    variables: list[str] | str | None = None,
+    dims: dict[str, str] | None = None,
+) -> xr.Dataset:
     """Open an ERA5/WeatherBench-style file (zarr, netCDF) in opflow's sphere layout.
 
+    ``path``: a file or store, a list of them, or a glob pattern (``"era5_*.nc"``): several
+    are combined by their coordinates (e.g. one file per month), lazily.
     ``variables``: a name or a list of names, ``"name@level"`` for one pressure level (stored
-    as ``name_level``); all single-level variables by default. The result is lazy; its values
-    are checked for NaN/Inf when loaded here (a DataError names the variable and the count).
+    as ``name_level``); all single-level variables by default. ``dims``: the file's names for
+    ``lat``, ``lon``, ``time`` or ``level`` where they are not the usual ones, e.g.
+    ``{"lat": "y_deg", "lon": "x_deg"}``. The result is lazy; its values are checked for
+    NaN/Inf when loaded here (a DataError names the variable and the count).
     """
-    path = Path(path)
     if isinstance(variables, str):  # one name, not its letters
         variables = [variables]
-    raw = open_dataset(path)
+    raw, path = _open_files(path)
+    raw = _rename_dims(raw, dims or {}, path)
     if variables is None:
         variables = [v for v in raw.data_vars if not any(d in raw[v].dims for d in _LEVEL_NAMES)]
     ds = xr.Dataset({s.replace("@", "_"): _select(raw, s, str(path)) for s in variables})
