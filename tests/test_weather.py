@@ -230,3 +230,28 @@ def test_many_files_open_as_one_dataset(tmp_path):
         np.testing.assert_array_equal(ds["z_850"].values, whole["z_850"].values)
     with pytest.raises(DataError, match="No file matches"):
         open_weather(str(tmp_path / "nothing_*.nc"))
+
+
+def test_a_remote_zarr_store_is_read_over_http(tmp_path):
+    """A zarr store served by an HTTP server on 127.0.0.1 (started here) opens by its URL and
+    reads the same values as the local store."""
+    import functools
+    import http.server
+    import threading
+
+    field = _global_field(np.arange(16) * 22.5)
+    local = open_weather(write_dataset(field, tmp_path / "era.zarr"), "z@500")
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *args: None
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/era.zarr"
+        remote = open_weather(url, "z@500")
+        np.testing.assert_array_equal(remote["z_500"].values, local["z_500"].values)
+        with pytest.raises(DataError, match="Could not read"):
+            open_weather(f"http://127.0.0.1:{server.server_address[1]}/missing.zarr", "z@500")
+    finally:
+        server.shutdown()
+        thread.join(timeout=10)

@@ -44,6 +44,25 @@ def _engine(path: Path) -> str:
     )
 
 
+def _open_remote_zarr(url: str, chunks: dict | str | None) -> xr.Dataset:
+    try:
+        with warnings.catch_warnings():  # no consolidated metadata: read the arrays' own
+            warnings.filterwarnings("ignore", message=".*consolidated metadata")
+            return xr.open_zarr(url, chunks=chunks, consolidated=None)
+    except ImportError as err:
+        raise DataError(
+            f"Cannot open {url}: {err}",
+            "fsspec and the package of the URL's protocol",
+            "pip install aiohttp (http/https), gcsfs (gs://) or s3fs (s3://)",
+        ) from None
+    except (OSError, ValueError, KeyError) as err:
+        raise DataError(
+            f"Could not read {url} as a zarr store: {str(err).splitlines()[0]}",
+            "the URL of a zarr store",
+            "check the URL (a remote store is read with consolidated metadata when it has it)",
+        ) from None
+
+
 def _engine_by_content(path: Path) -> str:
     """The reading engine from what ``path`` holds, whatever its name: a zarr store, HDF5
     (netCDF4 and plain HDF5), or classic netCDF (``CDF`` magic)."""
@@ -64,7 +83,10 @@ def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Datas
     """Open a dataset lazily (dask-backed when ``chunks`` is given), read-only. The format is
     read from the content (``.cdf``, ``.nc4`` or no suffix at all are fine). Times that xarray
     cannot decode (e.g. "months since ...") stay raw numbers, with a warning, instead of
-    failing."""
+    failing. A URL (``https://``, ``gs://``, ``s3://``...) opens a remote zarr store through
+    fsspec (with the protocol's package installed: aiohttp, gcsfs, s3fs)."""
+    if isinstance(path, str) and "://" in path:
+        return _open_remote_zarr(path, chunks)
     path = Path(path)
     if not path.exists():
         raise DataError(

@@ -163,6 +163,8 @@ def _select(ds: xr.Dataset, spec: str, path: str) -> xr.DataArray:
 
 def _open_files(path) -> tuple[xr.Dataset, str]:
     """One dataset from a path, a list of paths or a glob pattern (combined by coordinates)."""
+    if isinstance(path, str) and "://" in path:  # a remote store (its URL may hold a '?')
+        return open_dataset(path), path
     if isinstance(path, str | Path) and any(c in str(path) for c in "*?["):
         paths = sorted(glob.glob(str(path)))
         if not paths:
@@ -208,7 +210,8 @@ def open_weather(
     """Open an ERA5/WeatherBench-style file (zarr, netCDF) in opflow's sphere layout.
 
     ``path``: a file or store, a list of them, or a glob pattern (``"era5_*.nc"``): several
-    are combined by their coordinates (e.g. one file per month), lazily.
+    are combined by their coordinates (e.g. one file per month), lazily; or the URL of a remote
+    zarr store (``https://``, ``gs://``, ``s3://``).
     ``variables``: a name or a list of names, ``"name@level"`` for one pressure level (stored
     as ``name_level``); all single-level variables by default. ``dims``: the file's names for
     ``lat``, ``lon``, ``time`` or ``level`` where they are not the usual ones, e.g.
