@@ -2,6 +2,7 @@
 
 __version__ = "0.1.0"
 
+from opflow.export import export_run  # noqa: E402
 from opflow.surrogate import Surrogate, load  # noqa: E402
 
-__all__ = ["Surrogate", "__version__", "load"]
+__all__ = ["Surrogate", "__version__", "export_run", "load"]

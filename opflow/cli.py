@@ -3,6 +3,7 @@
 opflow generate RECIPE.yaml -o FILE.nc         make a dataset (opflow.data.recipes)
 opflow train CONFIG.yaml [--set k=v] [--resume] [--nproc N]  train (opflow.train.train)
 opflow evaluate RUN_DIR --data FILE.nc ...      evaluate at any resolution
+opflow export RUN_DIR -o FILE [--grid N ...]   ONNX / torch.export file for non-Python codes
 opflow quickstart [--out DIR]                   all three on the built-in default
 opflow gp-solve CONFIG.yaml [--set k=v]         solve a PDE with GP-HM (opflow.gp.run)
 """
@@ -113,6 +114,19 @@ def _evaluate(args) -> None:
     print(f"predictions, plots and results.json in {Path(results[0].predictions).parent}")
 
 
+def _export(args) -> None:
+    from opflow.export import export_run
+
+    result = export_run(
+        args.run_dir, args.output, args.format, args.grid and tuple(args.grid), args.checkpoint
+    )
+    grid = "x".join(str(n) for n in result.grid)
+    print(
+        f"wrote {result.path} ({result.format}, grid {grid}, any batch size; matches torch to "
+        f"{result.max_relative_difference:.1e} of the prediction's RMS) and {result.sidecar}"
+    )
+
+
 def _quickstart(args) -> None:
     from opflow.data.recipes import generate, load_recipe, output_paths
     from opflow.evaluate import evaluate_run, format_table
@@ -208,6 +222,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--climatology", default=None, help="sphere data: climatology file for the ACC")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser(
+        "export", help="write a trained run as ONNX or a torch.export program (one grid per file)"
+    )
+    p.add_argument("run_dir", help="a run directory written by 'opflow train'")
+    p.add_argument("-o", "--output", required=True, help="output file (.onnx or .pt2)")
+    p.add_argument(
+        "--format",
+        choices=["onnx", "torch-export"],
+        default=None,
+        help="default: torch-export for .pt2, else onnx",
+    )
+    p.add_argument(
+        "--grid",
+        type=int,
+        nargs="+",
+        metavar="N",
+        help="spatial sizes the file runs at, one per axis (default: the training grid)",
+    )
+    p.add_argument("--checkpoint", default="best", choices=["best", "last"], help="(best)")
+    p.set_defaults(func=_export)
 
     p = sub.add_parser("quickstart", help="generate NS data, train an FNO, evaluate at 2 grids")
     p.add_argument("--out", default="quickstart", help="folder for data, run and plots")

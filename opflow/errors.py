@@ -16,6 +16,7 @@ __all__ = [
     "ConfigError",
     "CheckpointError",
     "BackendError",
+    "ExportError",
 ]
 
 
@@ -56,3 +57,7 @@ class CheckpointError(OpflowError, OSError):
 
 class BackendError(OpflowError, RuntimeError):
     """A compute backend was asked for where it cannot run."""
+
+
+class ExportError(OpflowError, RuntimeError):
+    """A trained model could not be written as a self-contained graph (ONNX, torch.export)."""

@@ -21,7 +21,7 @@ from opflow.data.dataset import Grid
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError, DataError, ShapeError
 from opflow.run.execution import resolve_device
-from opflow.run.spec import Task, TaskModel, load_trained
+from opflow.run.spec import PhysicalTaskModel, Task, TaskModel, load_trained
 
 __all__ = ["Task", "Surrogate", "load"]
 
@@ -44,6 +44,7 @@ class Surrogate:
         self.model = model.eval()
         self.time_step = time_step  # between the training data's records, when it was known
         self.task_model = TaskModel(model, task)
+        self.physical_model = PhysicalTaskModel(self.task_model, normalizer)
         self.normalizer = normalizer
         self.task = task
         self.grid = grid
@@ -79,10 +80,7 @@ class Surrogate:
                 f"steps = {task.t_out}",
                 "use rollout() for longer horizons",
             )
-        x = x.to(self.device, self.dtype)
-        z = self.normalizer.encode(x, task.input_variables, task.t_in)
-        out = self.forward_normalized(z, steps)
-        return self.normalizer.decode(out, task.output_variables, steps)
+        return self.physical_model(x.to(self.device, self.dtype), steps)
 
     # -- user-facing -----------------------------------------------------------------------
     def __call__(self, state, steps: int | None = None):

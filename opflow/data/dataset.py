@@ -212,6 +212,12 @@ class FieldData:
             return {"time_step_ns": int(step / np.timedelta64(1, "ns"))}
         return {"time_step": float(step)}
 
+    @property
+    def units(self) -> dict:
+        """``{"units": {variable: units or None}}`` of the variables read, for checkpoints."""
+        variables = dict.fromkeys(self.config.input_variables + self.config.outputs)
+        return {"units": {v: self.ds[v].attrs.get("units") for v in variables}}
+
     def split_indices(self, split: str) -> np.ndarray:
         """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order)."""
         parts = {"train": 0.8, "val": 0.1, "test": 0.1} | self.config.split

@@ -169,7 +169,8 @@ class FNO(LiftBlocksProject):
         return self._forward(x, spatial, out_spatial)
 
     def _chunk_size(self, x: torch.Tensor, points: int) -> int:
-        if self.chunk_bytes is None or x.device.type != "cpu":
+        # an exported graph has a dynamic batch: chunking it would fix the batch size
+        if self.chunk_bytes is None or x.device.type != "cpu" or torch.compiler.is_exporting():
             return x.shape[0]
         per_sample = self.hidden_channels * points * x.element_size()
         return max(1, self.chunk_bytes // per_sample)

@@ -20,7 +20,14 @@ from opflow.errors import ConfigError
 from opflow.models import build_model
 from opflow.run import checkpoint
 
-__all__ = ["Task", "TaskModel", "TrainedModel", "build_task_model", "load_trained"]
+__all__ = [
+    "PhysicalTaskModel",
+    "Task",
+    "TaskModel",
+    "TrainedModel",
+    "build_task_model",
+    "load_trained",
+]
 
 
 @dataclasses.dataclass
@@ -76,6 +83,26 @@ class TaskModel(torch.nn.Module):
             x = torch.cat((history[:, :, 1:], step.unsqueeze(2).to(x.dtype)), dim=2).flatten(1, 2)
         # (steps, B, n_vars, *s) -> variable-major channels (B, n_vars * steps, *s)
         return torch.stack(outputs, dim=2).flatten(1, 2).to(x.dtype)
+
+
+class PhysicalTaskModel(torch.nn.Module):
+    """A :class:`TaskModel` between its normaliser's encode and decode: physical
+    ``(B, in_channels, *s)`` -> physical ``(B, n_out * steps, *s)``.
+
+    What :class:`opflow.Surrogate` runs and what ``opflow export`` traces, so an exported
+    graph computes exactly what the Python surrogate does.
+    """
+
+    def __init__(self, task_model: TaskModel, normalizer: Normalizer):
+        super().__init__()
+        self.task_model = task_model
+        self.normalizer = normalizer
+
+    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+        task = self.task_model.task
+        steps = task.t_out if steps is None else steps
+        z = self.normalizer.encode(x, task.input_variables, task.t_in)
+        return self.normalizer.decode(self.task_model(z, steps), task.output_variables, steps)
 
 
 def build_task_model(name: str, args: dict, task: Task) -> torch.nn.Module:

@@ -10,8 +10,8 @@ autocast off and casts a half-precision input up.
 The hand-written nodes (fused FNO block, GELU MLP, channel linear maps; the native GELU
 kernel) compute in the dtype they are given and write their GEMMs into preallocated
 outputs; they cannot mix dtypes as autocast does, and ``torch.compile`` cannot trace a C
-kernel. :func:`plain_ops_only` says when they give way to the composed torch modules, which
-compute the same values.
+kernel, nor can an exporter put one in a file. :func:`plain_ops_only` says when they give way
+to the composed torch modules, which compute the same values.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ _HALF = (torch.float16, torch.bfloat16)
 
 
 def plain_ops_only(x: torch.Tensor) -> bool:
-    """True under autocast on ``x``'s device or while ``torch.compile`` traces."""
+    """True under autocast on ``x``'s device or while ``torch.compile`` or ``torch.export``
+    (and so ``opflow export``) traces."""
     return torch.is_autocast_enabled(x.device.type) or torch.compiler.is_compiling()
 
 

@@ -367,6 +367,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
                     best_val=best,
                     val_rel_l2=val,
                     **data.time_step,
+                    **data.units,
                 )
                 if n_stages > 1:  # a "best" checkpoint from an early stage runs only its stages
                     meta["active_stages"] = model.active_stages
