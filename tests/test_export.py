@@ -35,7 +35,8 @@ def _train(work, name, data_file, args, data_extra=()):
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Briefly trained FNO, LocalNO, MgNO (32x32 torus) and SFNO (17x32 sphere) runs, with
+    """Briefly trained FNO, LocalNO, MgNO, SpecBoost (32x32 torus), SFNO and SphericalCNN
+    (17x32 sphere) runs, with
     the fields they were trained on and finer versions of them."""
     work = tmp_path_factory.mktemp("export")
     fields = {}
@@ -57,6 +58,10 @@ def runs(tmp_path_factory):
         "MgNO": _train(work, "MgNO", work / "plane.nc", {
             "boundary": "periodic", "coarsest_points": 4, **small}),
         "SFNO": _train(work, "SFNO", work / "sphere.nc", {"lmax": 8, **small}, sphere),
+        "SphericalCNN": _train(work, "SphericalCNN", work / "sphere.nc", {
+            "lmax": 8, "hidden_channels": 8, "n_levels": 2, "anchors": 4}, sphere),
+        "SpecBoost": _train(work, "SpecBoost", work / "plane.nc", {"stages": [
+            {"name": "FNO", "args": {"n_modes": [6, 6], **small}}] * 2}),
     }  # fmt: skip
 
 
@@ -102,12 +107,13 @@ def test_cli_export_matches_torch_at_two_grids_in_both_formats(runs, name, grids
             assert _relative_difference(got, expected) < TOLERANCE, (name, grid, suffix)
 
 
-@pytest.mark.parametrize("name", ["LocalNO", "MgNO"])
-def test_local_and_multigrid_models_export_too(runs, name):
+@pytest.mark.parametrize("name", ["LocalNO", "MgNO", "SpecBoost", "SphericalCNN"])
+def test_every_other_model_family_exports_too(runs, name):
     work, fields, trained = runs
-    states = _states(fields[32, 32], n=3)
+    grid = (17, 32) if name == "SphericalCNN" else (32, 32)
+    states = _states(fields[grid], n=3)
     result = export_run(trained[name], work / f"{name}.onnx")
-    assert result.grid == (32, 32)
+    assert result.grid == grid
     got = _onnx_prediction(result.path, states)
     assert _relative_difference(got, _reference(trained[name], states)) < TOLERANCE
 
