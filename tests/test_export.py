@@ -36,8 +36,7 @@ def _train(work, name, data_file, args, data_extra=()):
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Briefly trained FNO, LocalNO, MgNO, SpecBoost (32x32 torus), SFNO and SphericalCNN
-    (17x32 sphere) runs, with
-    the fields they were trained on and finer versions of them."""
+    (17x32 sphere) runs, with the fields they were trained on and finer versions of them."""
     work = tmp_path_factory.mktemp("export")
     fields = {}
     for ny, nx in ((32, 32), (48, 40)):
