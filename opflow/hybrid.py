@@ -33,6 +33,7 @@ import torch
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.solvers import navier_stokes
+from opflow.spectral import fourier_resample
 
 __all__ = [
     "NavierStokesPropagator",
@@ -40,6 +41,7 @@ __all__ = [
     "Propagator",
     "anchored_rollout",
     "conserve_mean",
+    "on_grid",
     "parareal",
     "surrogate_propagator",
 ]
@@ -57,7 +59,7 @@ def surrogate_propagator(
     :func:`conserve_mean`. Parareal needs it: an invariant the solver keeps exactly is a mode
     it neither damps nor amplifies, and a surrogate's error there is carried one slice per
     iteration instead of shrinking (Navier–Stokes on the torus: all ``N`` iterations without
-    it, 5 of 8 with it, ``benchmarks/RESULTS.md``).
+    it, 5 of 10 with it, ``benchmarks/RESULTS.md``).
     """
     task = surrogate.task
     if task.t_in != 1 or task.input_variables != task.output_variables:
@@ -82,6 +84,18 @@ def conserve_mean(state: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor
     forcing, as :mod:`opflow.solvers.navier_stokes`). Uniform grids: the mean is the average."""
     axes = tuple(range(2, state.ndim))
     return prediction - prediction.mean(axes, keepdim=True) + state.mean(axes, keepdim=True)
+
+
+def on_grid(propagator: Propagator, grid: tuple[int, ...]) -> Propagator:
+    """``propagator`` run on ``grid``: periodic states are restricted to it and the result
+    brought back to the caller's grid by trigonometric interpolation (both ways
+    :func:`opflow.spectral.fourier_resample`). A cheaper coarse propagator for parareal
+    (spatial coarsening, as in Ruprecht 2014): the fine solver keeps the full grid."""
+
+    def propagate(state: torch.Tensor) -> torch.Tensor:
+        return fourier_resample(propagator(fourier_resample(state, grid)), state.shape[2:])
+
+    return propagate
 
 
 @dataclasses.dataclass(frozen=True)
