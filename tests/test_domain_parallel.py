@@ -41,18 +41,19 @@ def _torchrun(processes: int, out: Path, timeout: float = 180) -> list[dict]:
 
 
 @pytest.mark.parametrize("processes", [2, 3])
-def test_sharded_spectral_conv_equals_the_unsharded_layer(processes, tmp_path):
-    """Uneven shards (13 rows over 2 or 3 ranks), 2-D and 3-D, output grids finer and coarser
-    than the input, float64 and float32: values, input gradients and the group's summed
-    weight and bias gradients equal the unsharded layer's."""
+def test_sharded_layers_equal_the_unsharded_layers(processes, tmp_path):
+    """SpectralConv (2-D and 3-D, 13 rows over 2 or 3 ranks) and SphericalConv (diagonal and
+    isotropic, 17 or 12 latitudes; equiangular and Gauss grids), output grids finer and
+    coarser than the input, float64 and float32: values, input gradients and the group's
+    summed weight and bias gradients equal the unsharded layer's."""
     results = _torchrun(processes, tmp_path)
-    assert len(results) == 5 * processes
+    assert len(results) == 8 * processes
     for r in results:
         tolerance = TOLERANCE[r["dtype"]]
         assert r["output"] < tolerance, r  # measured ~5e-16 (float64)
         assert r["input_grad"] < tolerance and r["weight_grad"] < 100 * tolerance, r
         assert r["bias_grad"] < 100 * tolerance, r
-    rows = sorted({tuple(r["rows"]) for r in results if r["case"] == 0})
+    rows = sorted({tuple(r["rows"]) for r in results if r["case"] == "plane 0"})
     assert rows == shard_bounds(13, processes)  # every row of the field was held by a rank
 
 

@@ -46,7 +46,7 @@ from opflow.spectral.cache import constant_cache
 from opflow.spectral.conv import SpectralConv
 from opflow.spectral.fourier import check_grid
 
-__all__ = ["ShardedSpectralConv", "shard_bounds", "shard_sizes"]
+__all__ = ["ShardedSpectralConv", "exchange", "group_position", "shard_bounds", "shard_sizes"]
 
 
 def shard_sizes(n: int, parts: int) -> list[int]:
@@ -95,6 +95,39 @@ def _all_to_all(
     return collectives.wait_tensor(out)
 
 
+def group_position(group: dist.ProcessGroup | None) -> tuple[int, int]:
+    """``(rank, size)`` of this process in ``group`` (the world by default); ``(0, 1)``
+    where no process group is initialised."""
+    if not dist.is_available() or not dist.is_initialized():
+        return 0, 1
+    return dist.get_rank(group), dist.get_world_size(group)
+
+
+def exchange(
+    t: torch.Tensor, rows: list[int], columns: list[int], group: dist.ProcessGroup | None
+) -> torch.Tensor:
+    """The transpose of a block-sharded matrix: ``(rows[rank], sum(columns), F)`` ->
+    ``(columns[rank], sum(rows), F)``. Each rank holds a shard of the rows of every column
+    before and every row of a shard of the columns after; real or complex ``t``."""
+    rank, size = group_position(group)
+    if size == 1:
+        return t.transpose(0, 1)
+    is_complex = t.is_complex()
+    parts = torch.view_as_real(t) if is_complex else t
+    features = parts.shape[2:]
+    # to rank q: its columns of this rank's rows, as one (columns[q], rows[rank]) block
+    send = parts.transpose(0, 1).reshape(-1, *features)
+    received = _all_to_all(
+        send, [c * rows[rank] for c in columns], [columns[rank] * r for r in rows], group
+    )
+    blocks = [
+        block.reshape(columns[rank], r, *features)
+        for block, r in zip(received.split([columns[rank] * r for r in rows]), rows)
+    ]
+    out = torch.cat(blocks, dim=1)
+    return torch.view_as_complex(out) if is_complex else out
+
+
 class ShardedSpectralConv(nn.Module):
     """``conv`` applied to a field sharded along its first spatial axis across ``group``.
 
@@ -122,9 +155,7 @@ class ShardedSpectralConv(nn.Module):
     @property
     def world(self) -> tuple[int, int]:
         """``(rank, size)`` of this process in the group, ``(0, 1)`` without one."""
-        if not dist.is_available() or not dist.is_initialized():
-            return 0, 1
-        return dist.get_rank(self.group), dist.get_world_size(self.group)
+        return group_position(self.group)
 
     def forward(
         self,
@@ -150,7 +181,7 @@ class ShardedSpectralConv(nn.Module):
             t = apply_along(_analysis(axes[axis], grid[axis], cdtype, x.device), t, 2 + axis)
         t = t.reshape(batch * conv.in_channels, rows_in[rank], rest).permute(1, 2, 0)
         # 2. transpose: (M_rest_r, n0, B*C), modes sharded, axis 0 whole
-        t = self._transpose(t, rows_in, rest_sizes, rank, size)
+        t = exchange(t, rows_in, rest_sizes, self.group)
         # 3. axis 0: analysis, the rank's weights, synthesis onto n0'
         t = apply_along(_analysis(axes[0], grid[0], cdtype, x.device), t, 1)
         lo, hi = shard_bounds(rest, size)[rank]
@@ -161,35 +192,13 @@ class ShardedSpectralConv(nn.Module):
         t = t.reshape(hi - lo, kept[0], batch * conv.out_channels)
         t = apply_along(_synthesis(axes[0], out_grid[0], cdtype, x.device), t, 1)
         # 4. transpose back: (n0'_r, M_rest, B*C_out)
-        t = self._transpose(t, rest_sizes, rows_out, rank, size)
+        t = exchange(t, rest_sizes, rows_out, self.group)
         # 5. the whole axes onto the output grid
         t = t.permute(2, 0, 1).reshape(batch, conv.out_channels, rows_out[rank], *kept[1:])
         for axis in range(1, d):
             t = apply_along(_synthesis(axes[axis], out_grid[axis], cdtype, x.device), t, 2 + axis)
         y = t.real.to(x.dtype)
         return y if conv.bias is None else y + conv.bias.to(x.dtype)
-
-    def _transpose(
-        self, t: torch.Tensor, rows: list[int], columns: list[int], rank: int, size: int
-    ) -> torch.Tensor:
-        """``(rows[rank], sum(columns), F)`` -> ``(columns[rank], sum(rows), F)``: this rank's
-        rows of every column become every row of this rank's columns."""
-        if size == 1:
-            return t.transpose(0, 1)
-        features = t.shape[-1]
-        # send to rank q its columns, as (columns[q], rows[rank]) blocks, real and imaginary
-        send = torch.view_as_real(t.transpose(0, 1).contiguous()).reshape(-1, 2 * features)
-        received = _all_to_all(
-            send,
-            [c * rows[rank] for c in columns],
-            [columns[rank] * r for r in rows],
-            self.group,
-        )
-        blocks = [
-            block.reshape(columns[rank], r, features, 2)
-            for block, r in zip(received.split([columns[rank] * r for r in rows]), rows)
-        ]
-        return torch.view_as_complex(torch.cat(blocks, dim=1))
 
     def _check(self, x, grid, out_grid, rank, size) -> None:
         conv = self.conv

@@ -161,17 +161,21 @@ class SphericalConv(nn.Module):
         grid = self.input_grid(x, grid)
         output_grid = as_output_grid(grid, output_shape)
         spec = sht_ops.analyze(x, grid, self.lmax, self.mmax, self.backend)
-        batch = x.shape[0]
-        if self.operator == "diagonal":
-            flat = spec.view(self.mmax * self.lmax, batch, 2 * self.in_channels)
-            weight = self.weight.view(-1, self.in_channels, self.out_channels, 2)
-            spec = mix_modes(flat, weight)
-        else:
-            flat = spec.view(self.mmax, self.lmax, batch * 2, self.in_channels)
-            spec = torch.matmul(flat, self.degree_weights())
-        spec = spec.view(self.mmax, self.lmax, batch, 2, self.out_channels)
-        y = sht_ops.synthesize(spec, output_grid, self.backend)
+        y = sht_ops.synthesize(self.mix(spec), output_grid, self.backend)
         return y if self.bias is None else y + self.bias
+
+    def mix(self, spec: torch.Tensor, orders: slice = slice(None)) -> torch.Tensor:
+        """Apply ``K`` to a spectrum ``(m, lmax, B, 2, in)`` of the orders ``orders`` (all by
+        default; a slice when the orders are sharded across ranks) -> ``(m, lmax, B, 2, out)``."""
+        n_orders, _, batch = spec.shape[:3]
+        if self.operator == "diagonal":
+            flat = spec.reshape(n_orders * self.lmax, batch, 2 * self.in_channels)
+            weight = self.weight[orders].reshape(-1, self.in_channels, self.out_channels, 2)
+            mixed = mix_modes(flat, weight)
+        else:
+            flat = spec.reshape(n_orders, self.lmax, batch * 2, self.in_channels)
+            mixed = torch.matmul(flat, self.degree_weights())
+        return mixed.view(n_orders, self.lmax, batch, 2, self.out_channels)
 
     def extra_repr(self) -> str:
         return (

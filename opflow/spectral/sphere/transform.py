@@ -78,14 +78,14 @@ def legendre_synthesis(
 
 
 @constant_cache(maxsize=128)
-def _longitude_analysis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
+def longitude_analysis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
     """Real truncated DFT ``[Re E; Im E]`` ``(2*mmax, nlon)``: orders ``0..mmax-1``."""
     mat = fourier.analysis_complex(nlon, 2 * mmax - 1, half=True)
     return torch.cat((mat.real, mat.imag)).to(dtype=dtype, device=device).contiguous()
 
 
 @constant_cache(maxsize=128)
-def _longitude_synthesis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
+def longitude_synthesis(nlon: int, mmax: int, dtype: torch.dtype, device: torch.device):
     """Real synthesis ``[Re G, -Im G]`` ``(nlon, 2*mmax)``, ``y = Re(G z)`` for ``z = zr + i zi``.
 
     Orders above the output grid's Nyquist have zero columns (dropped, never aliased).
@@ -147,7 +147,7 @@ def analyze(
         parts = torch.view_as_real(coeffs)  # (B, C, nlat, mmax, 2)
         parts = parts.permute(3, 2, 0, 4, 1)  # (mmax, nlat, B, 2, C)
     else:
-        mat = _longitude_analysis(grid.nlon, mmax, x.dtype, x.device)
+        mat = longitude_analysis(grid.nlon, mmax, x.dtype, x.device)
         parts = (x @ mat.T).view(batch, channels, grid.nlat, 2, mmax)
         parts = parts.permute(4, 2, 0, 3, 1)  # (mmax, nlat, B, 2, C)
     parts = parts.reshape(mmax, grid.nlat, -1)
@@ -175,7 +175,7 @@ def synthesize(spec: torch.Tensor, grid: SphereGrid, backend: str = "auto") -> t
         mask[real_orders] = 0
         coeffs = torch.complex(coeffs.real, coeffs.imag * mask)
         return torch.fft.irfft(coeffs, n=grid.nlon, dim=-1, norm="forward")
-    mat = _longitude_synthesis(grid.nlon, mmax, spec.dtype, spec.device)
+    mat = longitude_synthesis(grid.nlon, mmax, spec.dtype, spec.device)
     parts = parts.permute(2, 4, 1, 3, 0).reshape(batch, channels, grid.nlat, 2 * mmax)
     return parts @ mat.T
 
