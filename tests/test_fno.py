@@ -198,3 +198,19 @@ def test_periodic_embedding_is_continuous_across_the_seam_and_resolution_consist
     with pytest.raises(ConfigError, match="'periodic'"):
         FNO(n_modes=(6, 6), in_channels=1, out_channels=1, hidden_channels=8,
             positional_embedding="sincos")  # fmt: skip
+
+
+def test_channel_linear_adds_into_a_non_contiguous_target():
+    """A skip added in place into a strided output (a permuted or sliced tensor, as the
+    sharded layers return) must land in it, not in a reshaped copy."""
+    from opflow.layers.channel_mlp import ChannelLinear
+
+    torch.manual_seed(0)
+    skip = ChannelLinear(3, 4).double()
+    x = torch.randn(2, 3, 5, 6, dtype=torch.float64)
+    base = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+    expected = base.transpose(2, 3) + skip(x)
+    target = base.clone().transpose(2, 3)  # (2, 4, 5, 6), not contiguous
+    assert not target.is_contiguous()
+    torch.testing.assert_close(skip(x, add_to=target), expected, rtol=0, atol=1e-14)
+    torch.testing.assert_close(target, expected, rtol=0, atol=1e-14)

@@ -153,7 +153,12 @@ class ChannelLinearFn(torch.autograd.Function):
         ctx.x_shape = x.shape
         if target is not None:
             ctx.mark_dirty(target)
-            linear(flat, weight, bias, out=_flat(target), accumulate=True)
+            if target.is_contiguous():
+                linear(flat, weight, bias, out=_flat(target), accumulate=True)
+            else:  # reshaping would copy it, and the sum would land in the copy
+                product = x.new_empty(x.shape[0], weight.shape[0], *x.shape[2:])
+                linear(flat, weight, bias, out=_flat(product))
+                target.add_(product)
             return target
         # allocated in its final shape: a view returned from a Function may not be modified
         # in place later (and skips are added into it)
