@@ -12,6 +12,8 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
+from opflow.models import FNO
+from opflow.models.sharded import ShardedFNO
 from opflow.spectral import SpectralConv
 from opflow.spectral.sharded import ShardedSpectralConv, shard_bounds
 from opflow.spectral.sphere import SphereGrid, SphericalConv
@@ -30,6 +32,12 @@ SPHERE = [  # grid, lmax, operator, output grid, dtype
     (SphereGrid(12, 24, "legendre-gauss"), 10, "diagonal", (16, 32), torch.float32),
 ]
 
+FNOS = [  # FNO arguments (13 x 12 grid), dtype
+    (dict(n_modes=(6, 6), hidden_channels=8, n_layers=3, positional_embedding="periodic"),
+     torch.float64),
+    (dict(n_modes=(8, 6), hidden_channels=8, n_layers=2), torch.float32),  # the x, y ramps
+]  # fmt: skip
+
 
 def _compare(conv, sharded, grid, output_shape, dtype, rank, size) -> dict:
     """The sharded layer on this rank's rows of a random field against ``conv`` on all of it."""
@@ -37,26 +45,32 @@ def _compare(conv, sharded, grid, output_shape, dtype, rank, size) -> dict:
     x = torch.randn(2, conv.in_channels, *shape, dtype=dtype, requires_grad=True)
     if isinstance(conv, SphericalConv):
         reference = conv(x, output_shape, grid)
+    elif isinstance(conv, FNO):
+        reference = conv(x)
     else:
         reference = conv(x, output_shape=output_shape)
     seed = torch.randn_like(reference)
     (reference * seed).sum().backward()
-    x_grad, w_grad, b_grad = x.grad, conv.weight.grad.clone(), conv.bias.grad.clone()
+    x_grad = x.grad
+    grads = {name: p.grad.clone() for name, p in conv.named_parameters()}
     conv.zero_grad()
     lo, hi = shard_bounds(shape[0], size)[rank]
     out_lo, out_hi = shard_bounds(reference.shape[2], size)[rank]
     shard = x.detach()[:, :, lo:hi].clone().requires_grad_()
-    y = sharded(shard, grid, output_shape)
+    y = sharded(shard, grid) if output_shape is None else sharded(shard, grid, output_shape)
     (y * seed[:, :, out_lo:out_hi]).sum().backward()
-    for grad in (conv.weight.grad, conv.bias.grad):  # each rank holds its modes' share
-        dist.all_reduce(grad)
+    for parameter in conv.parameters():  # each rank holds its points' and modes' share
+        dist.all_reduce(parameter.grad)
+    grad_error = max(
+        ((p.grad - grads[name]).abs().max() / grads[name].abs().max().clamp_min(1e-30)).item()
+        for name, p in conv.named_parameters()
+    )
     return {
         "rows": [lo, hi],
         "output": (y - reference[:, :, out_lo:out_hi]).abs().max().item()
         / reference.abs().max().item(),
         "input_grad": (shard.grad - x_grad[:, :, lo:hi]).abs().max().item(),
-        "weight_grad": (conv.weight.grad - w_grad).abs().max().item(),
-        "bias_grad": (conv.bias.grad - b_grad).abs().max().item(),
+        "parameter_grads": grad_error,  # max over parameters, relative to each one's largest
         "dtype": str(dtype),
     }
 
@@ -77,6 +91,12 @@ def main() -> None:
             conv.bias.normal_()  # zero at initialisation: make it count
         row = _compare(conv, ShardedSphericalConv(conv), grid, output_shape, dtype, rank, size)
         results.append({"case": f"sphere {index}", "rank": rank, **row})
+    for index, (args, dtype) in enumerate(FNOS):
+        torch.manual_seed(200 + index)
+        model = FNO(in_channels=2, out_channels=1, **args).to(dtype)
+        grid = (13, 12)
+        row = _compare(model, ShardedFNO(model), grid, None, dtype, rank, size)
+        results.append({"case": f"FNO {index}", "rank": rank, **row})
     lines = "".join(json.dumps(r) + "\n" for r in results)
     (Path(sys.argv[1]) / f"rank_{rank}.jsonl").write_text(lines)
     dist.destroy_process_group()

@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from opflow.errors import ShapeError
+from opflow.errors import ConfigError, ShapeError
+from opflow.models import FNO, LocalNO
+from opflow.models.sharded import ShardedFNO
 from opflow.spectral import SpectralConv
 from opflow.spectral.sharded import ShardedSpectralConv, shard_bounds, shard_sizes
 
@@ -42,17 +44,17 @@ def _torchrun(processes: int, out: Path, timeout: float = 180) -> list[dict]:
 
 @pytest.mark.parametrize("processes", [2, 3])
 def test_sharded_layers_equal_the_unsharded_layers(processes, tmp_path):
-    """SpectralConv (2-D and 3-D, 13 rows over 2 or 3 ranks) and SphericalConv (diagonal and
+    """SpectralConv (2-D and 3-D, 13 rows over 2 or 3 ranks), SphericalConv (diagonal and
     isotropic, 17 or 12 latitudes; equiangular and Gauss grids), output grids finer and
-    coarser than the input, float64 and float32: values, input gradients and the group's
-    summed weight and bias gradients equal the unsharded layer's."""
+    coarser than the input, and whole FNOs (both positional embeddings), float64 and float32:
+    values, input gradients and the group's summed parameter gradients equal the unsharded
+    ones."""
     results = _torchrun(processes, tmp_path)
-    assert len(results) == 8 * processes
+    assert len(results) == 10 * processes
     for r in results:
         tolerance = TOLERANCE[r["dtype"]]
         assert r["output"] < tolerance, r  # measured ~5e-16 (float64)
-        assert r["input_grad"] < tolerance and r["weight_grad"] < 100 * tolerance, r
-        assert r["bias_grad"] < 100 * tolerance, r
+        assert r["input_grad"] < tolerance and r["parameter_grads"] < 10 * tolerance, r
     rows = sorted({tuple(r["rows"]) for r in results if r["case"] == "plane 0"})
     assert rows == shard_bounds(13, processes)  # every row of the field was held by a rank
 
@@ -73,3 +75,17 @@ def test_one_process_is_the_unsharded_layer_and_bad_shards_are_clear_errors():
         sharded(x, (12,))
     with pytest.raises(ShapeError, match="shard"):
         sharded(x[:, :, :6], (12, 10))  # a one-process group holds every row
+
+
+def test_sharded_fno_on_one_process_is_the_fno_and_refuses_what_it_cannot_shard():
+    torch.manual_seed(0)
+    model = FNO(n_modes=(6, 6), in_channels=2, out_channels=1, hidden_channels=8, n_layers=3,
+                positional_embedding="periodic").double()  # fmt: skip
+    x = torch.randn(2, 2, 13, 12, dtype=torch.float64)
+    torch.testing.assert_close(ShardedFNO(model)(x, (13, 12)), model(x), rtol=0, atol=1e-12)
+    padded = FNO((6, 6), 2, 1, hidden_channels=8, domain_padding=0.25)
+    with pytest.raises(ConfigError, match="domain padding"):
+        ShardedFNO(padded)
+    local = LocalNO((6, 6), 2, 1, hidden_channels=8, differential_kernel=True)
+    with pytest.raises(ConfigError, match="local branches"):
+        ShardedFNO(local)

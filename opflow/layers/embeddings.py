@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 from torch import nn
@@ -36,19 +37,26 @@ class GridEmbedding(nn.Module):
         """Number of channels appended."""
         return 2 * self.n_dim if self.periodic else self.n_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        grid: Sequence[int] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``x`` is the whole field, or (``grid``, ``rows``) rows ``rows`` of axis 0 of a field
+        on ``grid``: the shard of one process when the field is split across several."""
         b, _, *spatial = x.shape
+        grid = tuple(spatial) if grid is None else tuple(grid)
+        ranges = [(0, n) for n in grid] if rows is None else [rows, *((0, n) for n in grid[1:])]
+        indices = [
+            torch.arange(start, stop, device=x.device, dtype=x.dtype) for start, stop in ranges
+        ]
         if self.periodic:
-            angles = [
-                torch.arange(n, device=x.device, dtype=x.dtype) * (2 * math.pi / n) for n in spatial
-            ]
+            angles = [j * (2 * math.pi / n) for j, n in zip(indices, grid)]
             theta = torch.stack(torch.meshgrid(*angles, indexing="ij"))
             coords = torch.cat((theta.sin(), theta.cos()))
             return torch.cat((x, coords[None].expand(b, -1, *spatial)), dim=1)
-        axes = [
-            torch.arange(n, device=x.device, dtype=x.dtype) * ((hi - lo) / n) + lo
-            for n, (lo, hi) in zip(spatial, self.boundaries)
-        ]
+        axes = [j * ((hi - lo) / n) + lo for j, n, (lo, hi) in zip(indices, grid, self.boundaries)]
         grids = torch.meshgrid(*axes, indexing="ij")
         coords = torch.stack(grids)[None].expand(b, -1, *spatial)
         return torch.cat((x, coords), dim=1)

@@ -139,9 +139,21 @@ class FNOBlock(nn.Module):
                 self.conv.n_modes,
                 last,
             )
+        conv = self.conv
+        return self.compose(x, lambda t: conv(t, output_shape=output_shape), output_shape, last)
+
+    def compose(
+        self,
+        x: torch.Tensor,
+        spectral: Callable[[torch.Tensor], torch.Tensor],
+        output_shape: Sequence[int] | None = None,
+        last: bool = False,
+    ) -> torch.Tensor:
+        """The block as a composition, with ``spectral`` as its spectral operator (the
+        layer's conv; a sharded conv when the field is split across processes)."""
         # Skips are added in place into fresh outputs (the conv's, the MLP's): on CPUs every
         # full-size temporary is a pass through memory that misses the caches.
-        y = self.conv(x, output_shape=output_shape)
+        y = spectral(x)
         y = self._add_skip(self.fno_skip, x, y, output_shape)
         if self.local is not None:
             z = self.local(x)
