@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 import torch.distributed as dist
 
-from opflow.models import FNO
+from opflow.models import FNO, SFNO
 from opflow.models.sharded import ShardedFNO
 from opflow.spectral import SpectralConv
 from opflow.spectral.sharded import ShardedSpectralConv, shard_bounds
@@ -45,7 +45,7 @@ def _compare(conv, sharded, grid, output_shape, dtype, rank, size) -> dict:
     x = torch.randn(2, conv.in_channels, *shape, dtype=dtype, requires_grad=True)
     if isinstance(conv, SphericalConv):
         reference = conv(x, output_shape, grid)
-    elif isinstance(conv, FNO):
+    elif isinstance(conv, FNO | SFNO):
         reference = conv(x)
     else:
         reference = conv(x, output_shape=output_shape)
@@ -97,6 +97,10 @@ def main() -> None:
         grid = (13, 12)
         row = _compare(model, ShardedFNO(model), grid, None, dtype, rank, size)
         results.append({"case": f"FNO {index}", "rank": rank, **row})
+    torch.manual_seed(300)
+    model = SFNO(2, 1, lmax=8, hidden_channels=8, n_layers=2, positional_embedding="xyz").double()
+    row = _compare(model, ShardedFNO(model), (17, 32), None, torch.float64, rank, size)
+    results.append({"case": "SFNO", "rank": rank, **row})
     lines = "".join(json.dumps(r) + "\n" for r in results)
     (Path(sys.argv[1]) / f"rank_{rank}.jsonl").write_text(lines)
     dist.destroy_process_group()

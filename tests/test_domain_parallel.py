@@ -46,11 +46,12 @@ def _torchrun(processes: int, out: Path, timeout: float = 180) -> list[dict]:
 def test_sharded_layers_equal_the_unsharded_layers(processes, tmp_path):
     """SpectralConv (2-D and 3-D, 13 rows over 2 or 3 ranks), SphericalConv (diagonal and
     isotropic, 17 or 12 latitudes; equiangular and Gauss grids), output grids finer and
-    coarser than the input, and whole FNOs (both positional embeddings), float64 and float32:
+    coarser than the input, and whole FNOs (both positional embeddings) and an SFNO (xyz
+    embedding), float64 and float32:
     values, input gradients and the group's summed parameter gradients equal the unsharded
     ones."""
     results = _torchrun(processes, tmp_path)
-    assert len(results) == 10 * processes
+    assert len(results) == 11 * processes
     for r in results:
         tolerance = TOLERANCE[r["dtype"]]
         assert r["output"] < tolerance, r  # measured ~5e-16 (float64)

@@ -32,11 +32,21 @@ class SphereEmbedding(nn.Module):
         super().__init__()
         self.grid_kind = grid_kind
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        grid = SphereGrid(x.shape[-2], x.shape[-1], self.grid_kind)
-        theta = grid.colatitudes.to(dtype=x.dtype, device=x.device)[:, None]
-        lam = torch.deg2rad(grid.longitudes_deg).to(dtype=x.dtype, device=x.device)[None, :]
-        shape = (grid.nlat, grid.nlon)
+    def forward(
+        self,
+        x: torch.Tensor,
+        grid: tuple[int, int] | None = None,
+        rows: tuple[int, int] | None = None,
+    ) -> torch.Tensor:
+        """``x`` is the whole field, or (``grid``, ``rows``) latitudes ``rows`` of a field on
+        the ``(nlat, nlon)`` grid: the shard of one process when it is split across several."""
+        nlat, nlon = grid if grid is not None else x.shape[-2:]
+        sphere = SphereGrid(nlat, nlon, self.grid_kind)
+        rows = rows if rows is not None else (0, nlat)
+        colatitudes = sphere.colatitudes[rows[0] : rows[1]]
+        theta = colatitudes.to(dtype=x.dtype, device=x.device)[:, None]
+        lam = torch.deg2rad(sphere.longitudes_deg).to(dtype=x.dtype, device=x.device)[None, :]
+        shape = (len(colatitudes), nlon)
         xyz = torch.stack(
             (theta.sin() * lam.cos(), theta.sin() * lam.sin(), theta.cos().expand(shape))
         )

@@ -1,16 +1,18 @@
-"""An FNO run on a field sharded along its first spatial axis across a process group.
+"""An FNO or SFNO run on a field sharded along its first spatial axis across a process group.
 
-Every layer of an FNO but the spectral convolutions is pointwise, so on a shard of rows it is
-the same layer on fewer points: the positional embedding takes the shard's rows of the global
-grid, the lifting, skips, channel MLPs and projection run locally, and each block's spectral
-conv is a :class:`~opflow.spectral.sharded.ShardedSpectralConv` of the block's own conv
+Every layer of the FNO skeleton but the spectral convolutions is pointwise, so on a shard of
+rows it is the same layer on fewer points: the positional embedding takes the shard's rows of
+the global grid, the lifting, skips, channel MLPs and projection run locally, and each
+block's spectral conv is sharded — :class:`~opflow.spectral.sharded.ShardedSpectralConv` of
+a planar conv, :class:`~opflow.spectral.sphere.sharded.ShardedSphericalConv` of a spherical
+one (latitudes sharded) — inside the block's own composition
 (:meth:`~opflow.layers.fno_block.FNOBlock.compose`). The module holds the FNO it wraps: the
 parameters, and checkpoints, are the unsharded model's, and so a model trained sharded loads
 unsharded and vice versa. Each rank's parameter gradients are its points' (and modes') share,
 to be summed over the group.
 
-Not yet sharded (issue #24): domain padding, local branches (LocalNO: their stencils need the
-neighbouring ranks' rows), output grids other than the input's, and SFNO as a model.
+Not yet sharded (issue #24): domain padding, local branches (LocalNO, SFNO's DISCO branch:
+their stencils need the neighbouring ranks' rows) and output grids other than the input's.
 """
 
 from __future__ import annotations
@@ -22,34 +24,38 @@ import torch.distributed as dist
 from torch import nn
 
 from opflow.errors import ConfigError
-from opflow.models.fno import FNO
+from opflow.models.skeleton import LiftBlocksProject
+from opflow.spectral.conv import SpectralConv
 from opflow.spectral.sharded import ShardedSpectralConv, group_position, shard_bounds
+from opflow.spectral.sphere.conv import SphericalConv
+from opflow.spectral.sphere.sharded import ShardedSphericalConv
 
 __all__ = ["ShardedFNO"]
 
 
 class ShardedFNO(nn.Module):
-    """``model`` on this rank's rows ``(B, in_channels, n_0 / P, n_1, ...)`` of a field on
-    ``grid``; returns the same rows of the output ``(B, out_channels, n_0 / P, n_1, ...)``."""
+    """``model`` (an FNO or SFNO) on this rank's rows ``(B, in_channels, n_0 / P, n_1, ...)``
+    of a field on ``grid``; returns the same rows of the output ``(B, out_channels, n_0 / P,
+    n_1, ...)``."""
 
-    def __init__(self, model: FNO, group: dist.ProcessGroup | None = None):
+    def __init__(self, model: LiftBlocksProject, group: dist.ProcessGroup | None = None):
         super().__init__()
         unsupported = [
             name
             for name, present in (
-                ("domain padding", model.domain_padding is not None),
+                ("domain padding", getattr(model, "domain_padding", None) is not None),
                 ("local branches", any(block.local is not None for block in model.blocks)),
             )
             if present
         ]
         if unsupported:
             raise ConfigError(
-                f"a sharded FNO with {' and '.join(unsupported)}",
-                "an FNO without domain padding or local branches",
+                f"a sharded {type(model).__name__} with {' and '.join(unsupported)}",
+                "a model without domain padding or local branches",
                 "train this model with data parallelism only (training.spatial_parallel: 1)",
             )
         self.model, self.group = model, group
-        self.convs = nn.ModuleList(ShardedSpectralConv(block.conv, group) for block in model.blocks)
+        self.convs = nn.ModuleList(_sharded(block.conv, group) for block in model.blocks)
 
     def forward(self, x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
         model = self.model
@@ -63,3 +69,15 @@ class ShardedFNO(nn.Module):
             last = i == model.n_layers - 1
             x = block.compose(x, lambda t, conv=conv: conv(t, grid), last=last)
         return model.projection(x)
+
+
+def _sharded(conv: nn.Module, group: dist.ProcessGroup | None) -> nn.Module:
+    if isinstance(conv, SpectralConv):
+        return ShardedSpectralConv(conv, group)
+    if isinstance(conv, SphericalConv):
+        return ShardedSphericalConv(conv, group)
+    raise ConfigError(
+        f"a sharded model with a {type(conv).__name__} in its blocks",
+        "SpectralConv or SphericalConv blocks (FNO, SFNO)",
+        "train this model with data parallelism only (training.spatial_parallel: 1)",
+    )
