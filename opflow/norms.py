@@ -15,6 +15,7 @@ the grid points, so the value does not depend on the resolution):
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -26,10 +27,23 @@ __all__ = [
 ]
 
 
-def relative_lp_per_sample(pred: torch.Tensor, target: torch.Tensor, p: int = 2) -> torch.Tensor:
-    """``||pred - target||_p / ||target||_p`` per sample over all channels and points, ``(B,)``."""
-    diff = (pred - target).flatten(1).norm(p=p, dim=1)
-    return diff / target.flatten(1).norm(p=p, dim=1).clamp_min(1e-12)
+def relative_lp_per_sample(
+    pred: torch.Tensor,
+    target: torch.Tensor,
+    p: int = 2,
+    field_sum: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``||pred - target||_p / ||target||_p`` per sample over all channels and points, ``(B,)``.
+
+    ``field_sum``: where each process holds some rows of the fields (domain parallelism), the
+    sum over the processes of the per-sample sums of ``|.|^p`` (``ProcessGroup.field_sum``).
+    """
+    if field_sum is None:
+        diff = (pred - target).flatten(1).norm(p=p, dim=1)
+        return diff / target.flatten(1).norm(p=p, dim=1).clamp_min(1e-12)
+    diff = field_sum((pred - target).abs().pow(p).flatten(1).sum(dim=1))
+    norm = field_sum(target.abs().pow(p).flatten(1).sum(dim=1))
+    return (diff / norm.clamp_min(1e-12**p)).pow(1 / p)
 
 
 def h1_norm_squared(x: torch.Tensor, periodic: bool = True) -> torch.Tensor:

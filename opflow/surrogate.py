@@ -45,9 +45,17 @@ class Surrogate:
         self.time_step = time_step  # between the training data's records, when it was known
         self.task_model = TaskModel(model, task)
         self.physical_model = PhysicalTaskModel(self.task_model, normalizer)
-        self.normalizer = normalizer
         self.task = task
         self.grid = grid
+
+    @property
+    def normalizer(self) -> Normalizer:
+        """The normaliser fitted at training time (inside :attr:`physical_model`)."""
+        return self.physical_model.normalizer
+
+    @normalizer.setter
+    def normalizer(self, normalizer: Normalizer) -> None:
+        self.physical_model.normalizer = normalizer
 
     @property
     def device(self) -> torch.device:

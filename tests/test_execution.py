@@ -21,7 +21,7 @@ import yaml
 from conftest import field_dataset, last_weights
 
 import opflow
-from opflow.errors import BackendError
+from opflow.errors import BackendError, ConfigError
 from opflow.train import load_config, train
 
 N_TRAIN = 37  # with batch 9: batches of 9, 9, 9, 9 and 1 -> shards 5/4 and, last, 1/0
@@ -144,6 +144,36 @@ def test_two_processes_reach_the_weights_of_one(data_file, one_process_run, tmp_
     for row, ref in zip(rows, reference):  # sharded train loss and validation = one process's
         assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
         assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
+
+
+@pytest.mark.parametrize("processes", [2, 4], ids=["2x1", "2x2"])
+def test_processes_sharing_each_field_reach_the_weights_of_one(
+    data_file, one_process_run, tmp_path, processes
+):
+    """training.spatial_parallel: 2 — two processes hold 8 of the 16 rows of every sample,
+    alone (2 = 2 x 1) or as one of two data-parallel replicas (4 = 2 x 2, shards 5/4 and a
+    last batch 1/0): the same weights and metrics as one process."""
+    config = _write(tmp_path / "c.yaml", _config(data_file, tmp_path / "run", spatial_parallel=2))
+    proc = _opflow("train", str(config), "--nproc", str(processes))
+    out = _finish(proc)
+    assert proc.returncode == 0, out[-3000:]
+    difference = _max_relative_difference(
+        last_weights(tmp_path / "run"), last_weights(one_process_run)
+    )
+    assert difference < 1e-5, difference
+    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
+    reference = [
+        json.loads(x) for x in (one_process_run / "metrics.jsonl").read_text().splitlines()
+    ]
+    for row, ref in zip(rows, reference, strict=True):
+        assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
+        assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
+
+
+def test_spatial_parallel_needs_a_divisible_number_of_processes(data_file, tmp_path):
+    config = _write(tmp_path / "c.yaml", _config(data_file, tmp_path / "run", spatial_parallel=2))
+    with pytest.raises(ConfigError, match="divisible by spatial_parallel"):
+        train(load_config(config))  # one process cannot be split in two
 
 
 STAGE = {"name": "FNO", "args": {"n_modes": [6, 6], "hidden_channels": 8, "n_layers": 2}}

@@ -23,7 +23,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from opflow.errors import ConfigError
+from opflow.errors import ConfigError, ShapeError
 from opflow.models.skeleton import LiftBlocksProject
 from opflow.spectral.conv import SpectralConv
 from opflow.spectral.sharded import ShardedSpectralConv, group_position, shard_bounds
@@ -35,10 +35,15 @@ __all__ = ["ShardedFNO"]
 
 class ShardedFNO(nn.Module):
     """``model`` (an FNO or SFNO) on this rank's rows ``(B, in_channels, n_0 / P, n_1, ...)``
-    of a field on ``grid``; returns the same rows of the output ``(B, out_channels, n_0 / P,
-    n_1, ...)``."""
+    of a field on ``grid`` (given to ``forward``, or fixed at construction); returns the same
+    rows of the output ``(B, out_channels, n_0 / P, n_1, ...)``."""
 
-    def __init__(self, model: LiftBlocksProject, group: dist.ProcessGroup | None = None):
+    def __init__(
+        self,
+        model: LiftBlocksProject,
+        group: dist.ProcessGroup | None = None,
+        grid: Sequence[int] | None = None,
+    ):
         super().__init__()
         unsupported = [
             name
@@ -55,12 +60,19 @@ class ShardedFNO(nn.Module):
                 "train this model with data parallelism only (training.spatial_parallel: 1)",
             )
         self.model, self.group = model, group
+        self.grid = None if grid is None else tuple(int(n) for n in grid)
         self.convs = nn.ModuleList(_sharded(block.conv, group) for block in model.blocks)
 
-    def forward(self, x: torch.Tensor, grid: Sequence[int]) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, grid: Sequence[int] | None = None) -> torch.Tensor:
         model = self.model
         rank, size = group_position(self.group)
-        grid = tuple(int(n) for n in grid)
+        grid = self.grid if grid is None else tuple(int(n) for n in grid)
+        if grid is None:
+            raise ShapeError(
+                "a sharded model called without the field's grid",
+                "grid=(n_0, n_1, ...), the whole field's spatial shape",
+                "pass grid=, or build ShardedFNO(model, group, grid)",
+            )
         if model.positional_embedding is not None:
             rows = shard_bounds(grid[0], size)[rank]
             x = model.positional_embedding(x, grid=grid, rows=rows)

@@ -18,7 +18,8 @@ import os
 import torch
 import torch.distributed as dist
 
-from opflow.errors import OpflowError
+from opflow.errors import ConfigError, OpflowError
+from opflow.spectral.sharded import shard_bounds
 
 __all__ = ["ProcessGroup", "join", "DistributedError", "launched_by_torchrun", "peer_failure"]
 
@@ -39,6 +40,9 @@ class ProcessGroup:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    # domain parallelism: ``spatial`` consecutive ranks share each field; theirs is ``fields``
+    spatial: int = 1
+    fields: dist.ProcessGroup | None = dataclasses.field(default=None, compare=False)
 
     @property
     def is_main(self) -> bool:
@@ -49,23 +53,44 @@ class ProcessGroup:
     def is_distributed(self) -> bool:
         return self.world_size > 1
 
-    def shard(self, indices: torch.Tensor) -> torch.Tensor:
-        """This rank's contiguous part of a global batch (parts differ by at most one item).
+    @property
+    def replicas(self) -> int:
+        """Data-parallel replicas: groups of ``spatial`` ranks, each holding whole samples."""
+        return self.world_size // self.spatial
 
-        Concatenating every rank's part in rank order gives ``indices`` back, so N processes
+    def shard(self, indices: torch.Tensor) -> torch.Tensor:
+        """This rank's replica's contiguous part of a global batch (parts differ by at most
+        one item; the ranks sharing a field take the same part).
+
+        Concatenating every replica's part in order gives ``indices`` back, so N processes
         see exactly the samples one process would, in the same order.
         """
-        return indices.tensor_split(self.world_size)[self.rank]
+        return indices.tensor_split(self.replicas)[self.rank // self.spatial]
+
+    def rows(self, n: int) -> tuple[int, int]:
+        """This rank's rows ``(start, stop)`` of a field's first spatial axis of ``n``."""
+        return shard_bounds(n, self.spatial)[self.rank % self.spatial]
+
+    def field_sum(self, partial: torch.Tensor) -> torch.Tensor:
+        """The sum over the ranks sharing a field of ``partial`` (e.g. a sum of squares over
+        this rank's rows), with the gradient of this rank's own term: every rank computes the
+        same loss from the totals and backpropagates into its own rows only."""
+        if self.spatial == 1:
+            return partial
+        total = partial.detach().clone()
+        _collective(dist.all_reduce, total, dist.ReduceOp.SUM, self.fields)
+        return partial + (total - partial.detach())
 
     def sum(self, values: list[float], device: torch.device) -> list[float]:
-        """Element-wise sum of ``values`` over all ranks (for reporting, not for gradients)."""
+        """Element-wise sum of ``values`` over the replicas (for reporting, not for
+        gradients): the ranks sharing a field hold the same values and count once."""
         if not self.is_distributed:
             return list(values)
         # float64 so that sums of per-sample errors do not depend on the number of ranks
         # beyond rounding; NCCL reduces CUDA tensors only
         buffer = torch.tensor(values, dtype=torch.float64, device=device)
         _collective(dist.all_reduce, buffer)
-        return buffer.tolist()
+        return (buffer / self.spatial).tolist()
 
     def barrier(self) -> None:
         if self.is_distributed:
@@ -102,12 +127,20 @@ def _collective(op, *args):
         raise (peer_failure(err, dist.get_rank()) or err) from None
 
 
-def join(device: torch.device, timeout_s: float) -> ProcessGroup:
+def join(device: torch.device, timeout_s: float, spatial: int = 1) -> ProcessGroup:
     """Join the group torchrun described in the environment (a group of one otherwise).
 
     ``timeout_s`` bounds every collective: a process whose peer died or hangs fails with
     :class:`DistributedError` after at most that long instead of waiting for ever.
+    ``spatial``: ranks that share each field (consecutive ranks, one sub-group each).
     """
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world % spatial:
+        raise ConfigError(
+            f"training.spatial_parallel={spatial} with {world} process(es)",
+            "a number of processes divisible by spatial_parallel",
+            f"launch {spatial * max(1, world // spatial)} processes, or lower spatial_parallel",
+        )
     if not launched_by_torchrun():
         return ProcessGroup()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -123,4 +156,10 @@ def join(device: torch.device, timeout_s: float) -> ProcessGroup:
                 "MASTER_ADDR/MASTER_PORT (or --rdzv-endpoint) reachable from every process",
                 "check the torchrun rendezvous arguments and the network between the nodes",
             ) from None
-    return ProcessGroup(rank, world, local_rank)
+    fields = None
+    if spatial > 1:  # every rank creates every sub-group, in the same order (torch's rule)
+        for first in range(0, world, spatial):
+            group = dist.new_group(list(range(first, first + spatial)))
+            if first <= rank < first + spatial:
+                fields = group
+    return ProcessGroup(rank, world, local_rank, spatial, fields)

@@ -85,6 +85,9 @@ class TrainingConfig:
     before it fails with an error (a dead or hung peer).
     ``tracker``: also report every epoch to TensorBoard, Weights & Biases or MLflow
     (:mod:`opflow.train.trackers`).
+    ``spatial_parallel``: processes that share each field (domain parallelism,
+    :mod:`opflow.models.sharded`): ``P`` consecutive ranks split every sample's first spatial
+    axis, and the ``world / P`` groups of them split the batches (data parallelism).
     """
 
     epochs: int = 10
@@ -100,6 +103,7 @@ class TrainingConfig:
     compile: bool = False
     workers: int | None = None
     collective_timeout_s: float = 300.0
+    spatial_parallel: int = 1
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:
@@ -108,6 +112,12 @@ class TrainingConfig:
                 f"checkpoint_every={self.checkpoint_every}",
                 "positive integers",
                 "fix the training section",
+            )
+        if self.spatial_parallel < 1:
+            raise ConfigError(
+                f"training.spatial_parallel={self.spatial_parallel}",
+                "a positive number of processes per field",
+                "use 1 (each process holds whole fields) or more",
             )
         if (self.workers is not None and self.workers < 0) or self.collective_timeout_s <= 0:
             raise ConfigError(

@@ -13,12 +13,15 @@ import os
 import torch
 
 from opflow.data.dataset import FieldData
+from opflow.models.sharded import ShardedFNO
 from opflow.run import distributed
 from opflow.run.distributed import ProcessGroup
 from opflow.run.execution import Execution
+from opflow.run.spec import PhysicalTaskModel, TaskModel
+from opflow.surrogate import Surrogate
 from opflow.train.config import Config
 
-__all__ = ["RunContext", "run_context", "parallel"]
+__all__ = ["RunContext", "run_context", "parallel", "shard_fields"]
 
 
 @dataclasses.dataclass
@@ -30,17 +33,26 @@ class RunContext:
     workers: int
 
     def loader(self, dataset, batches: list[torch.Tensor]):
-        """``(x, y)`` of each index list, read ahead by the workers, on the run's device."""
+        """``(x, y)`` of each index list, read ahead by the workers, on the run's device
+        (this rank's rows of them where several ranks share each field)."""
         pin = self.execution.device.type == "cuda"
         for x, y in dataset.loader(batches, workers=self.workers, pin_memory=pin):
+            if self.group.spatial > 1:
+                lo, hi = self.group.rows(x.shape[2])
+                x, y = x[:, :, lo:hi], y[:, :, lo:hi]
             yield self.execution.to(x), self.execution.to(y)
+
+    @property
+    def field_sum(self):
+        """:meth:`ProcessGroup.field_sum` where fields are shared, else ``None``."""
+        return self.group.field_sum if self.group.spatial > 1 else None
 
 
 def run_context(config: Config, data: FieldData) -> RunContext:
     """Resolve the device and precision, join the process group torchrun set up (if any)."""
     tcfg = config.training
     execution = Execution.resolve(tcfg.device, tcfg.precision)
-    group = distributed.join(execution.device, tcfg.collective_timeout_s)
+    group = distributed.join(execution.device, tcfg.collective_timeout_s, tcfg.spatial_parallel)
     if group.is_distributed and execution.device.type == "cuda":  # pragma: no cover - GPU
         execution = dataclasses.replace(execution, device=torch.device("cuda", group.local_rank))
         torch.cuda.set_device(execution.device)
@@ -57,6 +69,19 @@ def _default_workers(data: FieldData, execution: Execution) -> int:
     if execution.device.type == "cuda":
         return 2
     return max(0, min(2, (os.cpu_count() or 1) - torch.get_num_threads()))
+
+
+def shard_fields(surrogate: Surrogate, ctx: RunContext) -> None:
+    """Where ranks share each field, run ``surrogate``'s model on this rank's rows
+    (:class:`~opflow.models.sharded.ShardedFNO`: the same parameters, so the checkpoints are
+    the unsharded model's). Gradients: every rank of a field backpropagates the same loss into
+    its own rows; DDP over all ranks, with each loss weighted by the world size, then sums
+    them per field and averages over the replicas."""
+    if ctx.group.spatial == 1:
+        return
+    sharded = ShardedFNO(surrogate.model, ctx.group.fields, tuple(surrogate.grid.sizes))
+    surrogate.task_model = TaskModel(sharded, surrogate.task)
+    surrogate.physical_model = PhysicalTaskModel(surrogate.task_model, surrogate.normalizer)
 
 
 def parallel(module: torch.nn.Module, ctx: RunContext, compile_: bool) -> torch.nn.Module:

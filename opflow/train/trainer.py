@@ -6,6 +6,9 @@ function of the step, and a checkpoint holds weights, optimizer state and the to
 run resumed from its last checkpoint (after a crash or a SIGKILL) ends with the same weights as
 an uninterrupted run.
 
+Domain parallel (``training.spatial_parallel: P``): ``P`` ranks share each field, holding some
+rows each (:func:`opflow.train.context.shard_fields`), as one data-parallel replica below.
+
 Data parallel: under ``torchrun`` every process takes a contiguous share of each global batch
 (:meth:`opflow.run.distributed.ProcessGroup.shard`), weights its mean loss by that share, and
 ``DistributedDataParallel`` averages the gradients, so N processes reach the weights of one
@@ -24,6 +27,7 @@ Run directory::
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import logging
 import math
@@ -49,7 +53,7 @@ from opflow.run.spec import Task, build_task_model
 from opflow.schema import to_dict
 from opflow.surrogate import Surrogate
 from opflow.train.config import Config
-from opflow.train.context import RunContext, parallel, run_context
+from opflow.train.context import RunContext, parallel, run_context, shard_fields
 from opflow.train.losses import make_loss, relative_lp
 from opflow.train.trackers import open_tracker
 
@@ -160,7 +164,8 @@ def evaluate_split(
     In a multi-process run each process evaluates its share and the sums are combined.
     """
     ctx = ctx or RunContext(Execution(surrogate.device), ProcessGroup(), workers=0)
-    metric = per_variable(relative_lp, len(surrogate.task.output_variables))
+    n_out = len(surrogate.task.output_variables)
+    metric = per_variable(functools.partial(relative_lp, field_sum=ctx.field_sum), n_out)
     total = 0.0
     batches = [ctx.group.shard(b) for b in torch.arange(len(dataset)).split(batch_size)]
     with torch.no_grad(), ctx.execution.autocast():
@@ -255,7 +260,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         )
     stage_epochs = tcfg.epochs // n_stages
     loss_fn = per_variable(
-        make_loss(config.loss.kind, config.loss.p, config.data.periodic),
+        make_loss(config.loss.kind, config.loss.p, config.data.periodic, ctx.field_sum),
         len(task.output_variables),
     )
 
@@ -269,6 +274,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         model.set_stage(stage)
     model.to(execution.device, execution.dtype)
     surrogate = Surrogate(model, normalizer, task, data.grid)
+    shard_fields(surrogate, ctx)  # training.spatial_parallel: each rank holds some rows
     optimizer = _optimizer(config, model, stage)
     if resume:
         same_stage = n_stages == 1 or meta["epoch"] // stage_epochs == stage
