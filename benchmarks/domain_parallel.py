@@ -13,7 +13,13 @@ processes on this machine. Per P it prints:
   axes held whole); the backward moves the same again;
 * wall time of the second step (informative only: 2 cores, so P = 4 oversubscribes them).
 
-    python benchmarks/domain_parallel.py [--grid 1024 1024] [--processes 1 2 4]
+``--project`` prints, without running anything, the paper projection for a 0.25° global field
+(721 x 1440, an SFNO of width 256, 8 blocks, all 721 degrees and orders kept, batch 1, float32):
+activation memory per GPU from the bytes per point, channel and block measured here (P = 1 at
+1024², fwd+bwd: 28.6 B), the spectral weights (per degree, as makani's ``dhconv``), and the
+all-to-all volume per step by the formula (in total and sent by each GPU), for P = 1..16.
+
+    python benchmarks/domain_parallel.py [--grid 1024 1024] [--processes 1 2 4] [--project]
 """
 
 from __future__ import annotations
@@ -83,13 +89,38 @@ def _formula(grid: tuple[int, int], processes: int) -> float:
     return 8 * values * (processes - 1) / processes
 
 
+MEASURED_BYTES = 28.6  # per point, channel and block of a training step (the 1024² run, P = 1)
+
+
+def projection() -> None:
+    nlat, nlon, width, blocks, lmax = 721, 1440, 256, 8, 721
+    activations = MEASURED_BYTES * nlat * nlon * width * blocks
+    weights = blocks * lmax * width * width * 4 * 4  # fp32 weights + grad + Adam's two moments
+    print(f"projection: SFNO {nlat}x{nlon}, width {width}, {blocks} blocks, lmax = mmax = {lmax}")
+    print(
+        f"{'P':>3} {'activations GB/GPU':>19} {'weights+Adam GB':>16} "
+        f"{'all-to-all GB/step':>19} {'sent GB/GPU/step':>17}"
+    )
+    for processes in (1, 2, 4, 8, 16):
+        # per block, both exchanges, forward and backward: 8 B x C x (nlat + nlat') x mmax
+        volume = 2 * blocks * 8 * width * 2 * nlat * lmax * (processes - 1) / processes
+        print(
+            f"{processes:>3} {activations / processes / 1e9:>19.1f} {weights / 1e9:>16.1f} "
+            f"{volume / 1e9:>19.1f} {volume / processes / 1e9:>17.1f}"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--grid", type=int, nargs=2, default=[1024, 1024])
     parser.add_argument("--processes", type=int, nargs="+", default=[1, 2, 4])
+    parser.add_argument("--project", action="store_true", help="the 721x1440 projection only")
     parser.add_argument("--worker", default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     grid = tuple(args.grid)
+    if args.project:
+        projection()
+        return
     if args.worker:
         worker(grid, Path(args.worker))
         return
