@@ -22,6 +22,7 @@ from conftest import field_dataset, last_weights
 
 import opflow
 from opflow.errors import BackendError, ConfigError
+from opflow.evaluate import evaluate_run
 from opflow.train import load_config, train
 
 N_TRAIN = 37  # with batch 9: batches of 9, 9, 9, 9 and 1 -> shards 5/4 and, last, 1/0
@@ -168,6 +169,10 @@ def test_processes_sharing_each_field_reach_the_weights_of_one(
     for row, ref in zip(rows, reference, strict=True):
         assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
         assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
+    # the sharded run's checkpoint is an ordinary one: evaluated unsharded, the same test error
+    sharded = evaluate_run(tmp_path / "run", [data_file], out_dir=tmp_path / "eval")[0]
+    alone = evaluate_run(one_process_run, [data_file], out_dir=tmp_path / "eval_one")[0]
+    assert sharded.rel_l2 == pytest.approx(alone.rel_l2, rel=1e-5)
 
 
 def test_spatial_parallel_needs_a_divisible_number_of_processes(data_file, tmp_path):
