@@ -133,16 +133,18 @@ def test_two_processes_reach_the_weights_of_one(data_file, one_process_run, tmp_
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
     assert out.count(f"epoch {EPOCHS}/{EPOCHS}  train") == 1  # rank 0 alone reports
-    difference = _max_relative_difference(
-        last_weights(tmp_path / "run"), last_weights(one_process_run)
-    )
+    _assert_same_training(tmp_path / "run", one_process_run)
+
+
+def _assert_same_training(run: Path, reference_run: Path) -> None:
+    """The same last weights (1e-5 relative) and per-epoch train loss and validation error
+    (1e-5) as ``reference_run``."""
+    difference = _max_relative_difference(last_weights(run), last_weights(reference_run))
     assert difference < 1e-5, difference
-    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    reference = [
-        json.loads(x) for x in (one_process_run / "metrics.jsonl").read_text().splitlines()
-    ]
+    rows = [json.loads(x) for x in (run / "metrics.jsonl").read_text().splitlines()]
+    reference = [json.loads(x) for x in (reference_run / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == len(reference) == EPOCHS
-    for row, ref in zip(rows, reference):  # sharded train loss and validation = one process's
+    for row, ref in zip(rows, reference):
         assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
         assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
 
@@ -158,17 +160,7 @@ def test_processes_sharing_each_field_reach_the_weights_of_one(
     proc = _opflow("train", str(config), "--nproc", str(processes))
     out = _finish(proc)
     assert proc.returncode == 0, out[-3000:]
-    difference = _max_relative_difference(
-        last_weights(tmp_path / "run"), last_weights(one_process_run)
-    )
-    assert difference < 1e-5, difference
-    rows = [json.loads(x) for x in (tmp_path / "run/metrics.jsonl").read_text().splitlines()]
-    reference = [
-        json.loads(x) for x in (one_process_run / "metrics.jsonl").read_text().splitlines()
-    ]
-    for row, ref in zip(rows, reference, strict=True):
-        assert row["train_loss"] == pytest.approx(ref["train_loss"], rel=1e-5)
-        assert row["val_rel_l2"] == pytest.approx(ref["val_rel_l2"], rel=1e-5)
+    _assert_same_training(tmp_path / "run", one_process_run)
     # the sharded run's checkpoint is an ordinary one: evaluated unsharded, the same test error
     sharded = evaluate_run(tmp_path / "run", [data_file], out_dir=tmp_path / "eval")[0]
     alone = evaluate_run(one_process_run, [data_file], out_dir=tmp_path / "eval_one")[0]
