@@ -7,7 +7,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["spectral_error"]
+__all__ = ["band_split", "spectral_error"]
 
 
 def _shell_energy(field: torch.Tensor) -> np.ndarray:
@@ -66,3 +66,31 @@ def spectral_error(pred: torch.Tensor, truth: torch.Tensor) -> xr.Dataset:
         },
         coords={"wavenumber": ("wavenumber", k, {"long_name": "shell |k| (cycles per domain)"})},
     )
+
+
+def band_split(
+    pred: torch.Tensor, truth: torch.Tensor, band: tuple[int, ...]
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The relative L2 error per sample ``(B,)`` split at the band a coarser grid resolves.
+
+    ``band``: the coarse grid's sizes; its band holds the wavenumbers with
+    ``-(m//2) <= k < (m+1)//2`` on every axis of size ``m`` (those a trigonometric
+    interpolation from it can produce). Returns ``(in band, above band)``, each
+    ``||P e|| / ||truth||`` with the band's projection ``P`` (or its complement); the two are
+    orthogonal, so ``in² + above²`` is the total relative error squared (Parseval).
+    Periodic fields ``(B, C, *s)`` on the unit torus.
+    """
+    dims = tuple(range(2, truth.ndim))
+    error = torch.fft.fftn((pred - truth).double(), dim=dims, norm="forward")
+    reference = torch.fft.fftn(truth.double(), dim=dims, norm="forward")
+    inside = torch.ones(truth.shape[2:], dtype=torch.bool)
+    for axis, (n, m) in enumerate(zip(truth.shape[2:], band)):
+        k = torch.fft.fftfreq(n, 1.0 / n)
+        shape = [1] * len(dims)
+        shape[axis] = n
+        inside = inside & ((k >= -(m // 2)) & (k < (m + 1) // 2)).view(shape)
+    power = error.abs().square()
+    norm = reference.abs().square().flatten(1).sum(dim=1).sqrt().clamp_min(1e-30)
+    low = (power * inside).flatten(1).sum(dim=1).sqrt() / norm
+    high = (power * ~inside).flatten(1).sum(dim=1).sqrt() / norm
+    return low.float(), high.float()
