@@ -85,6 +85,43 @@ def test_acc_is_one_for_a_perfect_forecast_and_matches_numpy(era5):
     np.testing.assert_allclose(acc, num / den, rtol=1e-6)  # float32 anomalies, summed apart
 
 
+def test_scores_agree_with_xskillscore(era5):
+    """An independent implementation: xskillscore's area-weighted RMSE with the same cell
+    weights, and the ACC through its weighted mean squares (the polarisation identity
+    ``2 f'o' = f'^2 + o'^2 - (f' - o')^2``: xskillscore has only the centred Pearson r)."""
+    import xskillscore as xs  # in the dev extras
+    t2m = era5["t2m"].astype("float64")
+    climatology = t2m.mean("time_index")
+    truth = t2m.isel(time_index=slice(1, None))
+    forecast = truth.copy(data=t2m.isel(time_index=slice(0, -1)).values)
+    # the cell areas by their own construction: rows span lat +- 0.5 degrees, clipped at poles
+    lat = era5["lat"].values
+    area = np.sin(np.deg2rad(np.minimum(lat + 0.5, 90.0))) - np.sin(
+        np.deg2rad(np.maximum(lat - 0.5, -90.0))
+    )
+    weights = xr.DataArray(area, dims="lat", coords={"lat": truth["lat"]}).broadcast_like(
+        truth.isel(time_index=0)
+    )
+    space = ["lat", "lon"]
+    np.testing.assert_allclose(
+        lat_weighted_rmse(forecast, truth).values,
+        xs.rmse(forecast, truth, dim=space, weights=weights).values,
+        rtol=1e-6,
+    )
+    f, o = forecast - climatology, truth - climatology
+    zero = xr.zeros_like(f)
+
+    def mean_square(a, b):
+        return xs.mse(a, b, dim=space, weights=weights)
+
+    acc = (mean_square(f, zero) + mean_square(o, zero) - mean_square(f, o)) / (
+        2 * np.sqrt(mean_square(f, zero) * mean_square(o, zero))
+    )
+    np.testing.assert_allclose(
+        anomaly_correlation(forecast, truth, climatology).values, acc.values, rtol=1e-6
+    )
+
+
 def _pressure_level_file(tmp_path, lat, name="pl.nc", values=None):
     lon = np.arange(16) * 22.5
     data = (
