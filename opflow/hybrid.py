@@ -62,12 +62,14 @@ def surrogate_propagator(
     it, 5 of 10 with it, ``benchmarks/RESULTS.md``).
     """
     task = surrogate.task
-    if task.t_in != 1 or task.input_variables != task.output_variables:
+    one_step = task.t_out == 1 or task.rollout
+    if task.t_in != 1 or task.input_variables != task.output_variables or not one_step:
         raise ShapeError(
             f"a surrogate of {task.input_variables} x {task.t_in} steps -> "
-            f"{task.output_variables} as a propagator",
-            "a state-to-state surrogate: the same variables in and out, t_in = 1",
-            "train with data.t_in: 1 and no separate output_variables",
+            f"{task.output_variables} x {task.t_out} steps as a propagator",
+            "a state-to-state surrogate: the same variables in and out, t_in = 1, one step "
+            "out (t_out = 1, or a rollout model)",
+            "train with data.t_in: 1, data.t_out: 1 and no separate output_variables",
         )
 
     def propagate(state: torch.Tensor) -> torch.Tensor:

@@ -151,6 +151,10 @@ def test_bad_hybrid_requests_are_clear_errors(coupled):
         anchored_rollout(coarse, fine, states[0][:, None], 4, anchor_every=0)
     with pytest.raises(ShapeError, match="vorticity"):
         fine(states[0])  # (B, n, n): no channel axis
-    with_history = SimpleNamespace(task=Task(["vorticity"], ["vorticity"], t_in=2))
-    with pytest.raises(ShapeError, match="t_in = 1"):  # not a state-to-state map
-        surrogate_propagator(with_history)
+    for task in (
+        Task(["vorticity"], ["vorticity"], t_in=2),  # needs a history
+        Task(["vorticity"], ["vorticity"], t_out=2),  # two steps at once, not a rollout
+        Task(["vorticity"], ["pressure"]),  # another variable out
+    ):
+        with pytest.raises(ShapeError, match="state-to-state"):
+            surrogate_propagator(SimpleNamespace(task=task))

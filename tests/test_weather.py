@@ -90,6 +90,7 @@ def test_scores_agree_with_xskillscore(era5):
     weights, and the ACC through its weighted mean squares (the polarisation identity
     ``2 f'o' = f'^2 + o'^2 - (f' - o')^2``: xskillscore has only the centred Pearson r)."""
     import xskillscore as xs  # in the dev extras
+
     t2m = era5["t2m"].astype("float64")
     climatology = t2m.mean("time_index")
     truth = t2m.isel(time_index=slice(1, None))
