@@ -43,6 +43,20 @@ def test_formats_round_trip_and_lazy_reads(tmp_path, suffix):
         assert torch.equal(a, b)
 
 
+@pytest.mark.parametrize("memory", [4.0, 1e-9], ids=["in memory", "lazy"])
+def test_a_datasets_rows_are_the_rows_of_its_pairs(tmp_path, memory):
+    """Domain parallelism: a process holding rows 3..8 of every field gets exactly those rows
+    of each pair (lazily read data is read only there)."""
+    path = write_dataset(field_dataset(ny=12, nx=10), tmp_path / "fields.nc")
+    data = FieldData(_config(path, t_in=2, max_memory_gb=memory))
+    whole = data.dataset("train")
+    items = [0, 5, 7]
+    x, y = whole.batch(items)
+    x_rows, y_rows = whole.with_rows((3, 9)).batch(items)
+    assert x_rows.shape == (3, 2, 6, 10)
+    assert torch.equal(x_rows, x[:, :, 3:9]) and torch.equal(y_rows, y[:, :, 3:9])
+
+
 def test_any_dim_names_and_descending_coordinates(tmp_path):
     ds = field_dataset(dims=("member", "step", "lat", "lon"))
     ds = ds.isel(lat=slice(None, None, -1))  # latitude stored descending, as in ERA5

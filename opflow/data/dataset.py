@@ -260,11 +260,15 @@ class FieldData:
     def dataset(self, split: str) -> WindowDataset:
         return WindowDataset(self, self.split_indices(split))
 
-    def read(self, samples: list[int]) -> xr.Dataset:
+    def read(self, samples: list[int], rows: tuple[int, int] | None = None) -> xr.Dataset:
         """The variables of ``samples`` in memory: one read per variable (for lazily read
         data, one dask computation for a whole batch instead of one per pair), checked for
-        NaN/Inf."""
-        ds = (self._direct if self.lazy else self.ds).isel({self.config.sample_dim: samples})
+        NaN/Inf. ``rows``: only these rows of the first spatial axis (the part of each field
+        one process holds when several share it) — the rest is not read."""
+        index = {self.config.sample_dim: samples}
+        if rows is not None:
+            index[self.config.spatial_dims[0]] = slice(*rows)
+        ds = (self._direct if self.lazy else self.ds).isel(index)
         if self.lazy:
             ds = ds.load()
             self._check_finite(ds, list(ds.data_vars), samples)
@@ -289,10 +293,16 @@ class FieldData:
 class WindowDataset(torch.utils.data.Dataset):
     """``(input, target)`` float32 tensor pairs of the samples ``indices`` of a FieldData."""
 
-    def __init__(self, data: FieldData, indices: np.ndarray):
+    def __init__(self, data: FieldData, indices: np.ndarray, rows: tuple[int, int] | None = None):
         self.data = data
         self.indices = indices
         self.starts = data.windows()
+        self.rows = rows  # of the first spatial axis; None: whole fields
+
+    def with_rows(self, rows: tuple[int, int]) -> WindowDataset:
+        """The same pairs, holding only ``rows`` of the first spatial axis (domain
+        parallelism: lazily read data is read only there)."""
+        return WindowDataset(self.data, self.indices, rows)
 
     def __len__(self) -> int:
         return len(self.indices) * len(self.starts)
@@ -302,9 +312,12 @@ class WindowDataset(torch.utils.data.Dataset):
         items = [int(i) for i in items]
         samples = sorted({int(self.indices[i // len(self.starts)]) for i in items})
         if self.data.lazy:  # read the batch's samples at once, then cut the windows
-            source, position = self.data.read(samples), {s: k for k, s in enumerate(samples)}
+            source = self.data.read(samples, self.rows)
+            position = {s: k for k, s in enumerate(samples)}
         else:
             source, position = self.data.ds, {s: s for s in samples}
+            if self.rows is not None:
+                source = source.isel({self.data.config.spatial_dims[0]: slice(*self.rows)})
         pairs = [self._pair(i, source, position) for i in items]
         return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
 

@@ -36,10 +36,9 @@ class RunContext:
         """``(x, y)`` of each index list, read ahead by the workers, on the run's device
         (this rank's rows of them where several ranks share each field)."""
         pin = self.execution.device.type == "cuda"
+        if self.group.spatial > 1:
+            dataset = dataset.with_rows(self.group.rows(dataset.data.grid.sizes[0]))
         for x, y in dataset.loader(batches, workers=self.workers, pin_memory=pin):
-            if self.group.spatial > 1:
-                lo, hi = self.group.rows(x.shape[2])
-                x, y = x[:, :, lo:hi], y[:, :, lo:hi]
             yield self.execution.to(x), self.execution.to(y)
 
     @property
