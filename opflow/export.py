@@ -108,8 +108,6 @@ def export_model(
         batch = torch.export.Dim("batch", min=1, max=2**20)
         try:
             blob, run_exported = _EXPORTERS[format](model, example, batch)
-        except ExportError:
-            raise
         except Exception as err:  # the exporters raise many kinds; the user needs one
             raise ExportError(
                 f"{type(trained.model).__name__} could not be exported to {format}: "
@@ -145,14 +143,11 @@ def _traceable(trained: TrainedModel) -> PhysicalTaskModel:
 
 
 def _physical_states(trained: TrainedModel, batch: int, grid: tuple[int, ...], seed: int):
-    """Random states with each variable's training mean and spread."""
+    """Random states with each variable's training mean and spread (normalised noise, decoded)."""
     task = trained.task
     generator = torch.Generator().manual_seed(seed)
-    x = torch.randn(batch, task.in_channels, *grid, generator=generator)
-    mean = [trained.normalizer.mean[v] for v in task.input_variables for _ in range(task.t_in)]
-    std = [trained.normalizer.std[v] for v in task.input_variables for _ in range(task.t_in)]
-    shape = (1, -1) + (1,) * len(grid)
-    return x * torch.tensor(std).view(shape) + torch.tensor(mean).view(shape)
+    noise = torch.randn(batch, task.in_channels, *grid, generator=generator)
+    return trained.normalizer.decode(noise, task.input_variables, task.t_in)
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, batch):

@@ -33,6 +33,7 @@ unsharded layer, not against a second implementation.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Sequence
 
@@ -57,15 +58,8 @@ def shard_sizes(n: int, parts: int) -> list[int]:
 
 def shard_bounds(n: int, parts: int) -> list[tuple[int, int]]:
     """``(start, stop)`` of each shard of :func:`shard_sizes`."""
-    stops = list(_cumulative(shard_sizes(n, parts)))
-    return [(stop - size, stop) for stop, size in zip(stops, shard_sizes(n, parts))]
-
-
-def _cumulative(sizes: list[int]):
-    total = 0
-    for size in sizes:
-        total += size
-        yield total
+    sizes = shard_sizes(n, parts)
+    return [(stop - size, stop) for stop, size in zip(itertools.accumulate(sizes), sizes)]
 
 
 @constant_cache(maxsize=64)
