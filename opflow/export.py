@@ -147,7 +147,7 @@ def _physical_states(trained: TrainedModel, batch: int, grid: tuple[int, ...], s
     task = trained.task
     generator = torch.Generator().manual_seed(seed)
     noise = torch.randn(batch, task.in_channels, *grid, generator=generator)
-    return trained.normalizer.decode(noise, task.input_variables, task.t_in)
+    return trained.normalizer.decode(noise, task.input_variables, task.t_in, task.static_variables)
 
 
 def _to_onnx(model: torch.nn.Module, example: torch.Tensor, batch):
@@ -212,7 +212,7 @@ def _sidecar(
 ) -> dict:
     task: Task = trained.task
     meta = trained.meta
-    n_in, n_out = len(task.input_variables), len(task.output_variables)
+    n_out = len(task.output_variables)
     versions = {"opflow": opflow.__version__, "torch": torch.__version__}
     if format == "onnx":
         versions |= {name: importlib.metadata.version(name) for name in ("onnx", "onnxruntime")}
@@ -222,9 +222,10 @@ def _sidecar(
         "file": output.name,
         "input": {
             "name": "state" if format == "onnx" else "x",
-            "shape": ["batch", n_in * task.t_in, *grid],
+            "shape": ["batch", task.in_channels, *grid],
             "dtype": "float32",
-            "channels": _channels(task.input_variables, range(1 - task.t_in, 1)),
+            "channels": _channels(task.input_variables, range(1 - task.t_in, 1))
+            + list(task.static_variables),
         },
         "output": {
             "name": "prediction",
@@ -232,10 +233,16 @@ def _sidecar(
             "dtype": "float32",
             "channels": _channels(task.output_variables, range(1, task.t_out + 1)),
         },
-        "variables": {"input": task.input_variables, "output": task.output_variables},
+        "variables": {
+            "input": task.input_variables,
+            "static": task.static_variables,
+            "output": task.output_variables,
+        },
         "units": {
             v: meta.get("units", {}).get(v)
-            for v in dict.fromkeys(task.input_variables + task.output_variables)
+            for v in dict.fromkeys(
+                task.input_variables + task.output_variables + task.static_variables
+            )
         },
         "t_in": task.t_in,
         "t_out": task.t_out,

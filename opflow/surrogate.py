@@ -17,7 +17,7 @@ import numpy as np
 import torch
 import xarray as xr
 
-from opflow.data.dataset import Grid
+from opflow.data.grid import Grid
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError, DataError, ShapeError
 from opflow.run.execution import resolve_device
@@ -78,8 +78,10 @@ class Surrogate:
             raise ShapeError(
                 f"The surrogate got a tensor of shape {tuple(x.shape)}",
                 f"(batch, {task.in_channels} = {len(task.input_variables)} variables x "
-                f"{task.t_in} steps, {len(self.grid.dims)} spatial axes)",
-                "stack the input variables' last t_in time steps as channels",
+                f"{task.t_in} steps + {len(task.static_variables)} static fields, "
+                f"{len(self.grid.dims)} spatial axes)",
+                "stack the input variables' last t_in time steps as channels, then the static "
+                "fields",
             )
         steps = task.t_out if steps is None else steps
         if steps != task.t_out and not task.rollout:
@@ -140,11 +142,11 @@ class Surrogate:
         task = self.task
         x = x.to(self.device, self.dtype)
         n_vars = len(task.input_variables)
+        x, static = x.split([task.history_channels, len(task.static_variables)], dim=1)
         produced = []
         with torch.no_grad():
             while sum(p.shape[2] for p in produced) < steps:
-                per_call = task.t_out
-                y = self.predict(x).unflatten(1, (n_vars, per_call))
+                y = self.predict(torch.cat((x, static), dim=1)).unflatten(1, (n_vars, task.t_out))
                 produced.append(y)
                 history = torch.cat((x.unflatten(1, (n_vars, task.t_in)), y), dim=2)
                 x = history[:, :, -task.t_in :].flatten(1, 2)
@@ -156,23 +158,28 @@ class Surrogate:
         continuing the input's by the data's time step, the input's dtype, and its dataset,
         variable and coordinate attributes and non-dimension coordinates."""
         task, spatial = self.task, self.grid.dims
-        missing = [v for v in task.input_variables if v not in ds.data_vars]
+        wanted = task.input_variables + task.static_variables
+        missing = [v for v in wanted if v not in ds.data_vars]
         if missing:
             raise DataError(
                 f"The state has no variable(s) {missing}",
-                f"variables {task.input_variables}",
-                f"pass a Dataset with {task.input_variables}",
+                f"variables {wanted}",
+                f"pass a Dataset with {wanted}",
             )
         has_sample = task.sample_dim in ds.dims
         time_dim = task.time_dim if task.time_dim and task.time_dim in ds.dims else None
         lead = ([task.sample_dim] if has_sample else []) + ([time_dim] if time_dim else [])
-        # the model sees ascending coordinates (as in training); the output is put back
-        descending = [
-            d for d in spatial if d in ds.coords and ds.sizes[d] > 1 and ds[d][1] < ds[d][0]
+        # the model sees the training data's orientation (ascending coordinates, or a weather
+        # file's rows north to south: a negative grid spacing); the output is put back
+        flipped = [
+            d
+            for d, spacing in zip(spatial, self.grid.spacing)
+            if d in ds.coords and ds.sizes[d] > 1 and bool(ds[d][1] < ds[d][0]) != (spacing < 0)
         ]
         numpy_dtype = np.float64 if self.dtype == torch.float64 else np.float32
         arrays = []
-        for var in task.input_variables:
+        for var in wanted:
+            static = var in task.static_variables
             da = ds[var]
             for dim in spatial:
                 if dim not in da.dims:
@@ -181,11 +188,15 @@ class Surrogate:
                         f"spatial dims {spatial}",
                         "rename the state's dims to the training data's names",
                     )
-            da = da.isel({d: slice(None, None, -1) for d in descending}).transpose(*lead, *spatial)
-            values = np.asarray(da.values, dtype=numpy_dtype)
-            if not has_sample:
+            lead_here = [d for d in lead if d in da.dims] if static else lead
+            da = da.isel({d: slice(None, None, -1) for d in flipped})
+            values = np.asarray(da.transpose(*lead_here, *spatial).values, dtype=numpy_dtype)
+            if not has_sample or task.sample_dim not in da.dims:
                 values = values[None]
-            if time_dim:
+            if static:  # one channel, for every sample
+                n = ds.sizes[task.sample_dim] if has_sample else 1
+                values = np.broadcast_to(values[:, None], (n, 1, *values.shape[1:]))
+            elif time_dim:
                 if values.shape[1] < task.t_in:
                     raise DataError(
                         f"The state holds {values.shape[1]} time steps of {var!r}",
@@ -216,7 +227,7 @@ class Surrogate:
                 field, dims=dims, attrs=dict(source.attrs) if source is not None else {}
             )
             # back to the input's order along the flipped axes
-            data_vars[var] = out.isel({d: slice(None, None, -1) for d in descending})
+            data_vars[var] = out.isel({d: slice(None, None, -1) for d in flipped})
         return xr.Dataset(data_vars, coords=coords, attrs=dict(ds.attrs))
 
     def _next_times(self, ds: xr.Dataset, time_dim: str | None, n_steps: int) -> xr.DataArray:

@@ -115,7 +115,7 @@ def test_normalizer_is_fitted_on_the_training_split_only(tmp_path):
     path = tmp_path / "shifted.nc"
     ds.to_netcdf(path)
     data = FieldData(_config(path))
-    norm = Normalizer.fit(data, data.split_indices("train"), ["vorticity"])
+    norm = Normalizer.fit(data, "train", ["vorticity"])
     expected = ds.vorticity.values[:8]
     assert norm.mean["vorticity"] == pytest.approx(expected.mean(), rel=1e-5)
     assert norm.std["vorticity"] == pytest.approx(expected.std(), rel=1e-4)
@@ -155,7 +155,7 @@ def test_several_variables_and_steps_are_stacked_variable_major(tmp_path, lazy):
 
 def test_normalizer_channels_follow_the_variables(tmp_path):
     data, ds = _two_variables(tmp_path)
-    norm = Normalizer.fit(data, data.split_indices("train"), ["vorticity", "tracer"])
+    norm = Normalizer.fit(data, "train", ["vorticity", "tracer"])
     for var in ("vorticity", "tracer"):
         values = ds[var].values[:6]
         assert norm.mean[var] == pytest.approx(values.mean(), rel=1e-5)

@@ -1,45 +1,62 @@
-"""Torch datasets over xarray datasets: fields on a grid, mapped from inputs to outputs.
+"""Fields on a grid from xarray datasets, checked and split, mapped from inputs to outputs.
 
 A :class:`DataConfig` names the variables, the dims (any names: ``lat``/``lon`` work as well as
 ``y``/``x``), the time windows and the split. :class:`FieldData` opens the file, checks it
 (missing variables or dims, NaN/Inf, non-uniform axes; descending coordinates are flipped),
-and hands out :class:`WindowDataset` s of ``(input, target)`` pairs:
+and hands out :class:`~opflow.data.windows.WindowDataset` s of ``(input, target)`` pairs.
 
-* ``input``: ``(len(input_variables) * t_in, *spatial)`` -- ``t_in`` consecutive time steps
-  of each input variable, variable-major;
-* ``target``: ``(len(output_variables) * t_out, *spatial)`` -- the ``t_out`` steps after them.
+Two layouts:
 
-Static data (no time dim) map input variables to output variables directly. Samples are split
-by index (train first, then validation, then test), so every resolution of one dataset splits
-the same way.
+* **samples** (``sample_dim``, e.g. trajectories from a solver): samples are split by index
+  (train first, then validation, then test), so every resolution of one dataset splits the
+  same way, and every time window of a sample is a pair;
+* **one time series** (``sample_dim: null``, e.g. weather): the time axis is cut into
+  contiguous blocks (train, then validation, then test) and a pair's window lies within one
+  block, so no time step is both a training target and a test input.
+
+``reader: weather`` opens the file with :func:`opflow.data.weather.open_weather` (ERA5 /
+WeatherBench conventions: ``name@level`` variables, any latitude order or longitude window,
+``dims`` naming the file's lat/lon/time/level dims) as one time series on ``lat``/``lon``,
+rows north to south as the spherical models expect.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
-import torch
 import xarray as xr
 
+from opflow.data.grid import Grid, uniform_axis
 from opflow.data.io import open_dataset
+from opflow.data.windows import WindowDataset
 from opflow.errors import ConfigError, DataError
 from opflow.spectral.fourier import min_grid_points
 
-__all__ = ["DataConfig", "FieldData", "WindowDataset", "Grid", "check_time_steps"]
+__all__ = ["DataConfig", "FieldData", "Grid", "check_time_steps"]
+
+_SPLITS = ("train", "val", "test")
 
 
 @dataclasses.dataclass
 class DataConfig:
-    """Which data to learn from, and how inputs map to targets."""
+    """Which data to learn from, and how inputs map to targets.
+
+    ``sample_dim: null`` reads the file as one time series (split in time blocks).
+    ``static_variables``: fields without a time dim (land-sea mask, orography, a coefficient
+    field) appended to every input as extra channels, never predicted.
+    ``reader``: ``fields`` (any xarray file) or ``weather`` (:mod:`opflow.data.weather`; one
+    time series on ``lat``/``lon``, set by it); ``dims``: for ``weather``, the file's names of
+    ``lat``, ``lon``, ``time`` or ``level`` where they are not the usual ones.
+    """
 
     path: str
     input_variables: list[str]
     output_variables: list[str] | None = None
-    sample_dim: str = "sample"
+    static_variables: list[str] = dataclasses.field(default_factory=list)
+    sample_dim: str | None = "sample"
     time_dim: str | None = "time"
     spatial_dims: list[str] = dataclasses.field(default_factory=lambda: ["y", "x"])
     t_in: int = 1
@@ -51,6 +68,8 @@ class DataConfig:
     # periodic spatial axes (NS on the torus) or a grid with its boundary points (Darcy):
     # decides how H1 norms take derivatives (FFT or finite differences)
     periodic: bool = True
+    reader: Literal["fields", "weather"] = "fields"
+    dims: dict[str, str] | None = None
 
     @property
     def outputs(self) -> list[str]:
@@ -63,109 +82,113 @@ class DataConfig:
                 "t_in >= 1, t_out >= 1, time_start >= 0",
                 "fix the time windows in the data section",
             )
-        unknown = set(self.split) - {"train", "val", "test"}
+        unknown = set(self.split) - set(_SPLITS)
         if unknown:
             raise ConfigError(
                 f"data.split has unknown parts {sorted(unknown)}",
                 "keys train, val, test (fractions or sample counts)",
                 "rename them",
             )
-
-
-@dataclasses.dataclass
-class Grid:
-    """A uniform tensor-product grid: dim names, sizes, start and spacing per axis."""
-
-    dims: list[str]
-    sizes: list[int]
-    start: list[float]
-    spacing: list[float]
-
-    def coords(self) -> dict[str, np.ndarray]:
-        return {
-            d: s0 + h * np.arange(n)
-            for d, n, s0, h in zip(self.dims, self.sizes, self.start, self.spacing)
-        }
-
-    def to_json(self) -> dict:
-        return dataclasses.asdict(self)
-
-
-def _uniform_axis(ds: xr.Dataset, dim: str, path: str) -> tuple[float, float]:
-    if dim not in ds.coords:
-        n = ds.sizes[dim]
-        return 0.0, 1.0 / n  # no coordinate: the unit interval, periodic
-    values = np.asarray(ds[dim].values, dtype=np.float64)
-    if values.size < 2:
-        raise DataError(
-            f"{path}: dim {dim!r} has {values.size} point(s)",
-            "at least 2 grid points",
-            "use a data set with a real grid along this dim",
-        )
-    steps = np.diff(values)
-    h = steps.mean()
-    if not np.allclose(steps, h, rtol=1e-5, atol=1e-9 * abs(h)):
-        worst = int(np.argmax(np.abs(steps - h)))
-        raise DataError(
-            f"{path}: coordinate {dim!r} is not uniformly spaced (step {steps[worst]:.6g} at "
-            f"index {worst}, mean step {h:.6g})",
-            f"a uniform grid along {dim!r}: Fourier layers need equispaced points",
-            f"regrid {dim!r} to a uniform spacing (e.g. xarray's interp) before training",
-        )
-    return float(values[0]), float(h)
+        if self.reader == "weather":  # its layout: one series of (lat, lon) fields
+            self.sample_dim, self.spatial_dims, self.periodic = None, ["lat", "lon"], False
+        elif self.dims:
+            raise ConfigError(
+                f"data.dims={self.dims} with data.reader: {self.reader}",
+                "data.dims only with reader: weather",
+                "name the file's dims with data.sample_dim, data.time_dim and "
+                "data.spatial_dims instead",
+            )
+        if self.sample_dim is None and not self.time_dim:
+            raise ConfigError(
+                "data.sample_dim: null (one time series) without a data.time_dim",
+                "a time dim to cut the series into windows",
+                "set data.time_dim to the file's time dim",
+            )
+        overlap = set(self.static_variables) & set(self.input_variables + self.outputs)
+        if overlap:
+            raise ConfigError(
+                f"data.static_variables {sorted(overlap)} are also input/output variables",
+                "static fields apart from the time-dependent variables",
+                "list each variable once",
+            )
 
 
 class FieldData:
-    """A checked, ascending-coordinate view of one dataset file for a :class:`DataConfig`."""
+    """A checked, ascending-coordinate view of one dataset file for a :class:`DataConfig`
+    (a ``weather`` file keeps its rows north to south)."""
 
     def __init__(self, config: DataConfig, path: str | Path | None = None):
         self.config = config
         self.path = str(path or config.path)
-        ds = open_dataset(self.path)
-        self._check_names(ds)
-        spatial = config.spatial_dims
-        for dim in spatial:
-            if dim in ds.coords and ds.sizes[dim] > 1 and ds[dim].values[1] < ds[dim].values[0]:
-                ds = ds.isel({dim: slice(None, None, -1)})  # descending -> ascending
-        starts, spacings = zip(*(_uniform_axis(ds, d, self.path) for d in spatial))
-        self.grid = Grid(
-            list(spatial), [ds.sizes[d] for d in spatial], list(starts), list(spacings)
-        )
+        self.sample_dim = config.sample_dim  # None: the file is one time series
         variables = list(dict.fromkeys(config.input_variables + config.outputs))
-        lead = [config.sample_dim] + ([config.time_dim] if config.time_dim else [])
-        self.ds = ds[variables].transpose(*lead, *spatial)
+        variables += config.static_variables
+        spatial = config.spatial_dims
+        if config.reader == "weather":
+            ds = _open_weather(self.path, variables, config.dims)
+            self._check_names(ds)
+            # latitudes may be Gaussian: the grid records their first step only (coords()
+            # gives the file's); open_weather has checked that a spherical grid fits them
+            lat, lon = ds["lat"].values.astype(np.float64), ds["lon"].values.astype(np.float64)
+            starts, spacings = (lat[0], lon[0]), (lat[1] - lat[0], lon[1] - lon[0])
+        else:
+            ds = open_dataset(self.path)
+            self._check_names(ds)
+            for dim in spatial:
+                if dim in ds.coords and ds.sizes[dim] > 1 and ds[dim].values[1] < ds[dim].values[0]:
+                    ds = ds.isel({dim: slice(None, None, -1)})  # descending -> ascending
+            starts, spacings = zip(*(uniform_axis(ds, d, self.path) for d in spatial))
+        self.grid = Grid(
+            list(spatial),
+            [ds.sizes[d] for d in spatial],
+            [float(s) for s in starts],
+            [float(h) for h in spacings],
+        )
+        lead = [d for d in (self.sample_dim, config.time_dim) if d]
+        self.ds = ds[variables].transpose(*lead, ..., *spatial)
         nbytes = sum(self.ds[v].nbytes for v in variables)
         self.lazy = nbytes > config.max_memory_gb * 2**30
         if self.lazy:  # larger than memory: statistics through dask, batches read directly
             # (xarray's lazy arrays read the chunks a batch needs once each; through dask,
             # every one-sample task would decompress the whole storage chunk it lies in)
             self._direct = self.ds
-            self.ds = self.ds.chunk({config.sample_dim: 1})
+            self.ds = self.ds.chunk({lead[0]: 1})
         else:
             self.ds = self.ds.load()
             self._check_finite(self.ds, variables)
-        self.n_samples = self.ds.sizes[config.sample_dim]
+        self.n_samples = self.ds.sizes[self.sample_dim] if self.sample_dim else 1
         self.n_times = self.ds.sizes[config.time_dim] if config.time_dim else 1
+
+    @property
+    def series(self) -> bool:
+        """The file is one time series (split in time blocks, not by sample)."""
+        return self.sample_dim is None
 
     def _check_names(self, ds: xr.Dataset) -> None:
         cfg = self.config
-        for var in dict.fromkeys(cfg.input_variables + cfg.outputs):
+        lead = [d for d in (self.sample_dim, cfg.time_dim) if d]
+        for var in dict.fromkeys(cfg.input_variables + cfg.outputs + cfg.static_variables):
             if var not in ds.data_vars:
                 raise DataError(
                     f"{self.path}: variable {var!r} is missing",
                     f"one of the variables in the file: {sorted(ds.data_vars)}",
-                    "fix data.input_variables / data.output_variables",
+                    "fix data.input_variables / output_variables / static_variables",
                 )
-            wanted = (
-                [cfg.sample_dim] + ([cfg.time_dim] if cfg.time_dim else []) + list(cfg.spatial_dims)
-            )
+            static = var in cfg.static_variables
+            if static and cfg.time_dim in ds[var].dims:
+                raise DataError(
+                    f"{self.path}: static variable {var!r} has the time dim {cfg.time_dim!r}",
+                    "static fields without a time dim",
+                    f"list {var!r} under data.input_variables, or select one time of it",
+                )
+            wanted = ([] if static else lead) + list(cfg.spatial_dims)
             missing = [d for d in wanted if d not in ds[var].dims]
             if missing:
                 raise DataError(
                     f"{self.path}: variable {var!r} has dims {ds[var].dims}, missing {missing}",
                     f"dims {wanted}",
                     "map the file's dim names with data.sample_dim, data.time_dim and "
-                    "data.spatial_dims",
+                    "data.spatial_dims (data.dims for reader: weather)",
                 )
 
     def _check_finite(
@@ -178,8 +201,8 @@ class FieldData:
             bad = ~np.isfinite(values)
             if bad.any():
                 index = dict(zip(ds[var].dims, (int(i[0]) for i in np.nonzero(bad))))
-                if samples is not None:
-                    index[self.config.sample_dim] = samples[index[self.config.sample_dim]]
+                if samples is not None and self.sample_dim in index:
+                    index[self.sample_dim] = samples[index[self.sample_dim]]
                 raise DataError(
                     f"{self.path}: variable {var!r} has {int(bad.sum())} NaN/Inf values "
                     f"(first at {index})",
@@ -199,6 +222,11 @@ class FieldData:
                     f"use finer data or lower n_modes[{axis}] to at most {n}",
                 )
 
+    def coords(self) -> dict[str, np.ndarray]:
+        """The spatial coordinates as the data holds them (the grid's where the file has none)."""
+        regular = self.grid.coords()
+        return {d: self.ds[d].values if d in self.ds.coords else regular[d] for d in self.grid.dims}
+
     @property
     def time_step(self) -> dict:
         """The records' time step, JSON-able for checkpoints: ``{"time_step": dt}`` (numeric
@@ -215,171 +243,130 @@ class FieldData:
     @property
     def units(self) -> dict:
         """``{"units": {variable: units or None}}`` of the variables read, for checkpoints."""
-        variables = dict.fromkeys(self.config.input_variables + self.config.outputs)
+        cfg = self.config
+        variables = dict.fromkeys(cfg.input_variables + cfg.outputs + cfg.static_variables)
         return {"units": {v: self.ds[v].attrs.get("units") for v in variables}}
 
-    def split_indices(self, split: str) -> np.ndarray:
-        """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order)."""
+    def _split_counts(self, n: int) -> dict[str, int]:
+        """How many samples (or time steps of a series) of ``n`` each split takes: counts, or
+        fractions with their cumulative boundaries rounded (they never overshoot)."""
         parts = {"train": 0.8, "val": 0.1, "test": 0.1} | self.config.split
         counts, used, cumulative = {}, 0, 0.0
-        for name in ("train", "val", "test"):
+        for name in _SPLITS:
             value = parts.get(name, 0)
-            if value >= 1:  # a sample count
+            if value >= 1:  # a count
                 counts[name] = int(value)
-            else:  # a fraction: round the cumulative boundary so fractions never overshoot
+            else:
                 cumulative += value
-                counts[name] = max(0, int(round(cumulative * self.n_samples)) - used)
+                counts[name] = max(0, int(round(cumulative * n)) - used)
             used += counts[name]
-        if sum(counts.values()) > self.n_samples:
+        if used > n:
+            what = "time steps" if self.series else "samples"
             raise DataError(
-                f"{self.path}: split {counts} needs {sum(counts.values())} samples, file has "
-                f"{self.n_samples}",
-                "a split that fits the number of samples",
+                f"{self.path}: split {counts} needs {used} {what}, file has {n}",
+                "a split that fits the data",
                 "lower data.split counts or use fractions",
             )
-        start = {"train": 0, "val": counts["train"], "test": counts["train"] + counts["val"]}
-        if split not in start:
-            raise ConfigError(f"Unknown split {split!r}", "train, val or test", "fix the name")
-        return np.arange(start[split], start[split] + counts[split])
+        return counts
 
-    def windows(self) -> list[int]:
-        """Start times ``t0`` of the input windows within each sample."""
+    def _block(self, split: str) -> tuple[int, int]:
+        """``[start, stop)`` of ``split``'s samples (or time steps of a series)."""
+        if split not in _SPLITS:
+            raise ConfigError(f"Unknown split {split!r}", "train, val or test", "fix the name")
+        counts = self._split_counts(self.n_times if self.series else self.n_samples)
+        start = sum(counts[s] for s in _SPLITS[: _SPLITS.index(split)])
+        return start, start + counts[split]
+
+    def split_indices(self, split: str) -> np.ndarray:
+        """Sample indices of ``train``, ``val`` or ``test`` (fractions or counts, in order);
+        ``[0]`` for a series with steps in the split (its windows are the split)."""
+        start, stop = self._block(split)
+        if self.series:
+            return np.arange(1 if stop > start else 0)
+        return np.arange(start, stop)
+
+    def split_values(self, variable: str, split: str) -> xr.DataArray:
+        """``variable`` over ``split``'s part of the data: its samples, or its time block of a
+        series (a static field whole)."""
+        if self.series:
+            index = {self.config.time_dim: slice(*self._block(split))}
+        else:
+            index = {self.sample_dim: self.split_indices(split)}
+        array = self.ds[variable]
+        return array.isel({d: i for d, i in index.items() if d in array.dims})
+
+    def windows(self, split: str | None = None) -> list[int]:
+        """Start times ``t0`` of the input windows: within each sample, or within ``split``'s
+        time block of a series (windows never cross from one block into the next)."""
         cfg = self.config
         if not cfg.time_dim:
             return [0]
-        last = self.n_times - cfg.t_in - cfg.t_out
-        if last < cfg.time_start:
+        first, stop = self._block(split) if self.series and split else (0, self.n_times)
+        first = max(first, cfg.time_start)
+        last = stop - cfg.t_in - cfg.t_out
+        if last < first:
+            if self.series and stop == self._block(split)[0]:
+                return []  # an empty split
+            where = f"the {split} block {self._block(split)}" if self.series else "a sample"
             raise DataError(
-                f"{self.path}: {self.n_times} time steps cannot hold t_in={cfg.t_in} + "
-                f"t_out={cfg.t_out} steps from time_start={cfg.time_start}",
-                f"at least {cfg.time_start + cfg.t_in + cfg.t_out} time steps",
-                "lower t_in/t_out or generate longer trajectories",
+                f"{self.path}: {where} of {self.n_times} time steps cannot hold t_in={cfg.t_in} "
+                f"+ t_out={cfg.t_out} steps from time_start={cfg.time_start}",
+                f"at least {cfg.t_in + cfg.t_out} time steps from {first}",
+                "lower t_in/t_out, give the split more steps or use longer trajectories",
             )
-        return [cfg.time_start] if cfg.windows == "first" else list(range(cfg.time_start, last + 1))
+        return [first] if cfg.windows == "first" else list(range(first, last + 1))
 
     def dataset(self, split: str) -> WindowDataset:
-        return WindowDataset(self, self.split_indices(split))
+        return WindowDataset(self, self.split_indices(split), self.windows(split))
 
-    def read(self, samples: list[int], rows: tuple[int, int] | None = None) -> xr.Dataset:
-        """The variables of ``samples`` in memory: one read per variable (for lazily read
-        data, one dask computation for a whole batch instead of one per pair), checked for
-        NaN/Inf. ``rows``: only these rows of the first spatial axis (the part of each field
-        one process holds when several share it) — the rest is not read."""
-        index = {self.config.sample_dim: samples}
+    def read(
+        self,
+        samples: list[int],
+        rows: tuple[int, int] | None = None,
+        times: list[int] | None = None,
+    ) -> xr.Dataset:
+        """The variables of ``samples`` (ignored for a series) in memory: one read per
+        variable (for lazily read data, one dask computation for a whole batch instead of one
+        per pair), checked for NaN/Inf. ``rows``: only these rows of the first spatial axis
+        (the part of each field one process holds when several share it); ``times``: only
+        these time steps (a batch's windows of a long series) — the rest is not read."""
+        index = {self.sample_dim: samples} if self.sample_dim else {}
         if rows is not None:
             index[self.config.spatial_dims[0]] = slice(*rows)
-        ds = (self._direct if self.lazy else self.ds).isel(index)
+        if times is not None:
+            index[self.config.time_dim] = times
+        source = self._direct if self.lazy else self.ds
+        ds = xr.Dataset({v: a.isel({d: i for d, i in index.items() if d in a.dims})
+                         for v, a in source.data_vars.items()})  # fmt: skip
         if self.lazy:
             ds = ds.load()
-            self._check_finite(ds, list(ds.data_vars), samples)
+            self._check_finite(ds, list(ds.data_vars), samples if self.sample_dim else None)
         return ds
 
     def fields(
-        self, variables: list[str], sample: int, times: slice | None, source: xr.Dataset
+        self, variables: list[str], sample: int, times: slice | list[int] | None, source
     ) -> np.ndarray:
         """``(len(variables) * n_times, *spatial)`` float32 of position ``sample`` of
-        ``source`` (this file's dataset or a :meth:`read` of it)."""
+        ``source`` (this file's dataset or a :meth:`read` of it); static variables (no time
+        dim) give one channel each."""
         cfg = self.config
         out = []
         for var in variables:
-            index = {cfg.sample_dim: sample}
-            if cfg.time_dim:
-                index[cfg.time_dim] = times
-            values = np.asarray(source[var].isel(index).values, dtype=np.float32)
+            array = source[var]
+            index = {self.sample_dim: sample, cfg.time_dim: times}
+            values = array.isel({d: i for d, i in index.items() if d in array.dims}).values
+            values = np.asarray(values, dtype=np.float32)
             out.append(values.reshape(-1, *values.shape[-len(cfg.spatial_dims) :]))
         return np.concatenate(out, axis=0)
 
 
-class WindowDataset(torch.utils.data.Dataset):
-    """``(input, target)`` float32 tensor pairs of the samples ``indices`` of a FieldData."""
+def _open_weather(path: str, variables: list[str], dims: dict | None) -> xr.Dataset:
+    """A weather file in the sphere layout, variables under their config names
+    (``name@level``, which open_weather stores as ``name_level``)."""
+    from opflow.data.weather import open_weather  # weather imports this module's io
 
-    def __init__(self, data: FieldData, indices: np.ndarray, rows: tuple[int, int] | None = None):
-        self.data = data
-        self.indices = indices
-        self.starts = data.windows()
-        self.rows = rows  # of the first spatial axis; None: whole fields
-
-    def with_rows(self, rows: tuple[int, int]) -> WindowDataset:
-        """The same pairs, holding only ``rows`` of the first spatial axis (domain
-        parallelism: lazily read data is read only there)."""
-        return WindowDataset(self.data, self.indices, rows)
-
-    def __len__(self) -> int:
-        return len(self.indices) * len(self.starts)
-
-    def batch(self, items) -> tuple[torch.Tensor, torch.Tensor]:
-        """Stacked ``(inputs, targets)`` of the pairs ``items`` (any iterable of indices)."""
-        items = [int(i) for i in items]
-        samples = sorted({int(self.indices[i // len(self.starts)]) for i in items})
-        if self.data.lazy:  # read the batch's samples at once, then cut the windows
-            source = self.data.read(samples, self.rows)
-            position = {s: k for k, s in enumerate(samples)}
-        else:
-            source, position = self.data.ds, {s: s for s in samples}
-            if self.rows is not None:
-                source = source.isel({self.data.config.spatial_dims[0]: slice(*self.rows)})
-        pairs = [self._pair(i, source, position) for i in items]
-        return torch.stack([p[0] for p in pairs]), torch.stack([p[1] for p in pairs])
-
-    def loader(
-        self, batches: list[torch.Tensor], workers: int = 0, pin_memory: bool = False
-    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """``batch(b)`` for each index list ``b`` of ``batches``, in order.
-
-        With ``workers > 0`` that many processes read the batches ahead (a
-        :class:`torch.utils.data.DataLoader`, two batches each), so that reading data from
-        disk overlaps with training instead of adding to it.
-        """
-        if workers == 0:
-            return (self.batch(b) for b in batches)
-        return torch.utils.data.DataLoader(
-            _BatchReader(self),
-            sampler=batches,
-            batch_size=None,  # the sampler yields whole batches; _BatchReader reads each
-            num_workers=workers,
-            pin_memory=pin_memory,
-            worker_init_fn=_reader_init,
-        )
-
-    def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
-        x, y = self.batch([item])
-        return x[0], y[0]
-
-    def _pair(
-        self, item: int, source: xr.Dataset, position: dict[int, int]
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        cfg, data = self.data.config, self.data
-        sample = position[int(self.indices[item // len(self.starts)])]
-        t0 = self.starts[item % len(self.starts)]
-        if cfg.time_dim:
-            x = data.fields(cfg.input_variables, sample, slice(t0, t0 + cfg.t_in), source)
-            end = t0 + cfg.t_in + cfg.t_out
-            y = data.fields(cfg.outputs, sample, slice(t0 + cfg.t_in, end), source)
-        else:
-            x = data.fields(cfg.input_variables, sample, None, source)
-            y = data.fields(cfg.outputs, sample, None, source)
-        return torch.from_numpy(x), torch.from_numpy(y)
-
-
-class _BatchReader(torch.utils.data.Dataset):
-    """A dataset whose items are whole batches: ``reader[indices] = dataset.batch(indices)``."""
-
-    def __init__(self, dataset: WindowDataset):
-        self.dataset = dataset
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, indices) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.dataset.batch(indices)
-
-
-def _reader_init(worker_id: int) -> None:
-    """A reader process computes dask graphs in its own thread: the processes are the
-    parallelism, and dask's thread pool would only compete with the training threads."""
-    import dask
-
-    dask.config.set(scheduler="synchronous")
+    ds = open_weather(path, variables, dims)
+    return ds.rename({v.replace("@", "_"): v for v in variables if "@" in v})
 
 
 def check_time_steps(config: DataConfig, rollout: bool) -> None:

