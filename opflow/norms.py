@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -24,6 +25,7 @@ __all__ = [
     "relative_h1_per_sample",
     "h1_norm_squared",
     "per_variable",
+    "cell_area_weights",
 ]
 
 
@@ -92,3 +94,20 @@ def per_variable(metric, n_variables: int):
         return sum(metric(p, t) for p, t in pairs) / n_variables
 
     return averaged
+
+
+def cell_area_weights(lat_deg) -> np.ndarray:
+    r"""Area of each latitude row's cells, normalised to mean 1 (WeatherBench 2's weights).
+
+    Each row owns the band between the midpoints to its neighbours, the poles bounding the
+    first and last rows: area :math:`\propto |\sin\phi_{upper} - \sin\phi_{lower}|`.
+    ``lat_deg``: ``(nlat,)`` latitudes in degrees, any order; returns ``(nlat,)`` float64.
+    """
+    lat = np.asarray(lat_deg, dtype=np.float64)
+    order = np.argsort(lat)
+    ascending = lat[order]
+    mids = (ascending[1:] + ascending[:-1]) / 2
+    bounds = np.deg2rad(np.concatenate(([-90.0], mids, [90.0])))
+    area = np.empty_like(lat)
+    area[order] = np.abs(np.sin(bounds[1:]) - np.sin(bounds[:-1]))
+    return area / area.mean()

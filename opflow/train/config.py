@@ -42,9 +42,11 @@ class LossConfig:
     """``relative_lp``: mean over samples of ||e||_p / ||y||_p; ``h1``: the same in the H1 norm
     (derivatives by FFT when ``data.periodic``, else by finite differences; see
     :mod:`opflow.train.losses`). With several output variables, each variable's error is
-    taken on its own and the errors averaged (:func:`opflow.train.losses.per_variable`)."""
+    taken on its own and the errors averaged (:func:`opflow.norms.per_variable`).
+    ``lat_weighted_mse`` (fields on ``lat``/``lon``): WeatherBench 2's squared error weighted
+    by cell area, each variable in units of its standard deviation."""
 
-    kind: Literal["relative_lp", "h1"] = "relative_lp"
+    kind: Literal["relative_lp", "h1", "lat_weighted_mse"] = "relative_lp"
     p: int = 2
 
 
@@ -85,6 +87,9 @@ class TrainingConfig:
     before it fails with an error (a dead or hung peer).
     ``tracker``: also report every epoch to TensorBoard, Weights & Biases or MLflow
     (:mod:`opflow.train.trackers`).
+    ``init_from``: start from the weights (and normaliser) of another run's best checkpoint
+    instead of random ones — e.g. fine-tune a one-step model on multi-step rollouts
+    (``rollout: true``, ``data.t_out: 4``), as weather models are trained.
     ``spatial_parallel``: processes that share each field (domain parallelism,
     :mod:`opflow.models.sharded`): ``P`` consecutive ranks split every sample's first spatial
     axis, and the ``world / P`` groups of them split the batches (data parallelism).
@@ -104,6 +109,7 @@ class TrainingConfig:
     workers: int | None = None
     collective_timeout_s: float = 300.0
     spatial_parallel: int = 1
+    init_from: str | None = None
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:

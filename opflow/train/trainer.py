@@ -39,7 +39,8 @@ import torch
 import yaml
 from tqdm.auto import tqdm
 
-from opflow.data.dataset import DataConfig, FieldData, Grid, check_time_steps
+from opflow.data.dataset import DataConfig, FieldData, check_time_steps
+from opflow.data.grid import Grid
 from opflow.data.io import atomic_write_bytes
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
@@ -54,7 +55,8 @@ from opflow.schema import to_dict
 from opflow.surrogate import Surrogate
 from opflow.train.config import Config
 from opflow.train.context import RunContext, parallel, run_context, shard_fields
-from opflow.train.losses import make_loss, relative_lp
+from opflow.train.losses import relative_lp, training_loss
+from opflow.train.stages import begin_stage, residual_loss
 from opflow.train.trackers import open_tracker
 
 __all__ = ["train", "learning_rate", "evaluate_split"]
@@ -88,6 +90,7 @@ def _task(data: DataConfig, rollout: bool) -> Task:
         rollout=rollout,
         sample_dim=data.sample_dim,
         time_dim=data.time_dim,
+        static_variables=list(data.static_variables),
     )
 
 
@@ -106,48 +109,20 @@ def _optimizer(config: Config, model: torch.nn.Module, stage: int = 0) -> torch.
     return optim_cls(params, lr=config.optimizer.lr, weight_decay=config.optimizer.weight_decay)
 
 
-def _begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int, ctx) -> None:
-    """Scale stage ``stage`` of a staged model by the RMS of its predecessors' normalised
-    residual on the training split (the residual normalisation of SpecBoost)."""
-    model, task, normalizer = surrogate.model, surrogate.task, surrogate.normalizer
-    active, model.active_stages = model.active_stages, stage
-    total, count = 0.0, 0
-    model.eval()
-    batches = [ctx.group.shard(b) for b in torch.arange(len(train_set)).split(batch_size)]
-    with torch.no_grad(), ctx.execution.autocast():
-        for x, y in ctx.loader(train_set, [b for b in batches if len(b)]):
-            z = normalizer.encode(x, task.input_variables, task.t_in)
-            target = normalizer.encode(y, task.output_variables, task.t_out)
-            residual = surrogate.forward_normalized(z) - target
-            total += residual.double().square().sum().item()
-            count += residual.numel()
-    model.active_stages = active
-    total, count = ctx.group.sum([total, count], ctx.execution.device)
-    scale = math.sqrt(total / max(count, 1))
-    model.set_residual_scale(stage, scale)
-    if ctx.group.is_main:
-        log.info("stage %d: learns a residual of RMS %.4g (normalised units)", stage + 1, scale)
-
-
-def _residual_loss(surrogate: Surrogate, loss_fn, z, pred, y) -> torch.Tensor:
-    """The loss of a later stage on the residual it learns: ``loss(pred - prev, y - prev)``
-    with ``prev`` the frozen earlier stages' prediction (SpecBoost's per-stage target).
-
-    For relative losses this divides by the residual's norm instead of the target's: on the
-    total's relative error a stage that corrects a 9% residual sees gradients ~10x smaller
-    than its first stage did, Adam's coupled weight decay outweighs them, and the stage decays
-    to a zero output without learning (measured on NS 1e-4: stage 2's output RMS 0.003, its
-    correlation with the residual 0.03).
-    """
-    model, task = surrogate.model, surrogate.task
-    active = model.active_stages
-    with torch.no_grad():
-        model.active_stages = active - 1
-        prev = surrogate.normalizer.decode(
-            surrogate.forward_normalized(z), task.output_variables, task.t_out
+def _initialise_from(run: Path, model: torch.nn.Module, variables: list[str]) -> Normalizer:
+    """Load the best weights of ``run`` into ``model``; returns that run's normaliser (the
+    weights were trained for it). A CheckpointError where the models differ."""
+    tensors, meta = checkpoint.load_checkpoint(run, "best")
+    checkpoint.restore(tensors, meta, model)
+    normalizer = Normalizer.from_json(meta["normalizer"])
+    missing = [v for v in variables if v not in normalizer.mean]
+    if missing:
+        raise ConfigError(
+            f"training.init_from: {run} was trained without the variables {missing}",
+            "a run over the same variables",
+            "initialise from a run with these variables, or start from random weights",
         )
-        model.active_stages = active
-    return loss_fn(pred - prev, y - prev)
+    return normalizer
 
 
 def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
@@ -248,7 +223,8 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             "The training split is empty", "at least one sample", "raise data.split.train"
         )
     variables = list(dict.fromkeys(task.input_variables + task.output_variables))
-    normalizer = Normalizer.fit(data, data.split_indices("train"), variables)
+    variables += task.static_variables
+    normalizer = Normalizer.fit(data, "train", variables)
     # staged models (SpecBoost) train one stage after another, each with its own optimizer
     # and learning-rate schedule over an equal share of the epochs
     n_stages = stage_count(model)
@@ -259,10 +235,6 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             f"use training.epochs={n_stages * max(1, round(tcfg.epochs / n_stages))}",
         )
     stage_epochs = tcfg.epochs // n_stages
-    loss_fn = per_variable(
-        make_loss(config.loss.kind, config.loss.p, config.data.periodic, ctx.field_sum),
-        len(task.output_variables),
-    )
 
     start_epoch, best = 0, math.inf
     tensors = meta = None
@@ -272,6 +244,8 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     stage = min(start_epoch // stage_epochs, n_stages - 1)
     if n_stages > 1:
         model.set_stage(stage)
+    if tcfg.init_from and not resume:  # a resumed run has its own weights by now
+        normalizer = _initialise_from(Path(tcfg.init_from), model, variables)
     model.to(execution.device, execution.dtype)
     surrogate = Surrogate(model, normalizer, task, data.grid)
     shard_fields(surrogate, ctx)  # training.spatial_parallel: each rank holds some rows
@@ -282,8 +256,9 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         checkpoint.restore(tensors, meta, model, optimizer if same_stage else None, rng=True)
         normalizer = Normalizer.from_json(meta["normalizer"])
         surrogate.normalizer = normalizer
+    loss_fn = training_loss(config, data, task, normalizer, ctx.field_sum)
     if n_stages > 1 and stage > 0 and start_epoch == stage * stage_epochs:
-        _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)  # resumed at a start
+        begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)  # resumed at a start
     metrics_path = run_dir / "metrics.jsonl"
     tracker = None
     if group.is_main:
@@ -291,6 +266,8 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         tracker = open_tracker(tcfg.tracker, run_dir, to_dict(config))
         run_dir.mkdir(parents=True, exist_ok=True)
         atomic_write_bytes(run_dir / "config.yaml", yaml.safe_dump(to_dict(config)).encode())
+        if tcfg.init_from and not resume:
+            log.info("weights from the best checkpoint of %s", tcfg.init_from)
         rows = _read_metrics(metrics_path, start_epoch - 1)
         atomic_write_bytes(metrics_path, "".join(json.dumps(r) + "\n" for r in rows).encode())
     network = parallel(surrogate.task_model, ctx, tcfg.compile)
@@ -303,7 +280,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         if n_stages > 1 and epoch // stage_epochs != stage:
             stage = epoch // stage_epochs
             model.set_stage(stage)
-            _begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
+            begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
             optimizer = _optimizer(config, model, stage)
             network = parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
             if group.is_main:
@@ -332,11 +309,11 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
             for param_group in optimizer.param_groups:
                 param_group["lr"] = lr
             with execution.autocast():
-                z = normalizer.encode(x, task.input_variables, task.t_in)
+                z = normalizer.encode(x, task.input_variables, task.t_in, task.static_variables)
                 pred = normalizer.decode(network(z), task.output_variables, task.t_out)
                 loss = loss_fn(pred, y)
                 if stage > 0:
-                    objective = _residual_loss(surrogate, loss_fn, z, pred, y)
+                    objective = residual_loss(surrogate, loss_fn, z, pred, y)
                 else:
                     objective = loss
             optimizer.zero_grad(set_to_none=True)
