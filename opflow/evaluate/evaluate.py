@@ -22,9 +22,9 @@ import xarray as xr
 from opflow.data.dataset import DataConfig, FieldData
 from opflow.data.io import atomic_write_json, check_writable, write_dataset
 from opflow.errors import ConfigError
+from opflow.evaluate.forecast import forecast_scores, forecast_table
 from opflow.evaluate.metrics import band_split, spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields, quantity_label
-from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
 from opflow.models.protocols import Staged, kept_modes
 from opflow.norms import per_variable, relative_h1_per_sample, relative_lp_per_sample
 from opflow.run.execution import resolve_device
@@ -104,7 +104,7 @@ def evaluate_run(
         )
         fields_path = _plot_fields(pred, truth, errors, data, task, out_dir, stem, label)
         sphere = _is_sphere(data)
-        scores = _weather_scores(pred, truth, data, task, climatology) if sphere else None
+        scores = forecast_scores(pred, truth, data, dataset, task, climatology) if sphere else None
         finer = _finer(data.grid.sizes, trained.grid.sizes)
         beyond = None
         if finer and base.periodic and not sphere:
@@ -268,32 +268,6 @@ def _is_sphere(data: FieldData) -> bool:
     return len(dims) == 2 and dims[0] in ("lat", "latitude") and dims[1] in ("lon", "longitude")
 
 
-def _weather_scores(pred, truth, data: FieldData, task, climatology) -> dict:
-    """Latitude-weighted RMSE (and ACC with a climatology) per output variable and lead step,
-    averaged over the test pairs."""
-    lat_dim, lon_dim = data.grid.dims
-    coords = data.grid.coords()
-    n_steps = pred.shape[1] // len(task.output_variables)
-    clim = None
-    if climatology is not None:
-        from opflow.data.io import open_dataset
-
-        clim = open_dataset(climatology).rename({lat_dim: "lat", lon_dim: "lon"})
-    scores = {}
-    for i, var in enumerate(task.output_variables):
-        dims = ("pair", "step", "lat", "lon")
-        grid = {"lat": coords[lat_dim], "lon": coords[lon_dim]}
-        block = slice(i * n_steps, (i + 1) * n_steps)
-        p = xr.DataArray(pred[:, block].double().numpy(), dims=dims, coords=grid)
-        t = xr.DataArray(truth[:, block].double().numpy(), dims=dims, coords=grid)
-        scores[var] = {"rmse": lat_weighted_rmse(p, t).mean("pair").values.tolist()}
-        if clim is not None:
-            c = clim[var].interp(lat=grid["lat"], lon=grid["lon"])
-            acc = anomaly_correlation(p, t, c).mean("pair").values.tolist()
-            scores[var]["acc"] = acc
-    return scores
-
-
 def _extent(data: FieldData):
     if len(data.grid.sizes) != 2:
         return None
@@ -304,7 +278,7 @@ def _extent(data: FieldData):
 
 def _predictions_dataset(pred, truth, data: FieldData, dataset, task) -> xr.Dataset:
     n_steps = pred.shape[1] // len(task.output_variables)
-    coords = data.grid.coords()
+    coords = data.coords()
     spatial = data.grid.dims
     sample = np.repeat(dataset.indices, len(dataset.starts))
     start = np.tile(np.asarray(dataset.starts), len(dataset.indices))
@@ -363,13 +337,6 @@ def format_table(results: list[ResolutionResult], train_grid: list[int] | None =
             f"    {verdict}",
         ]
     for r in results:
-        if not r.weather_scores:
-            continue
-        grid = "x".join(map(str, r.grid))
-        for var, s in r.weather_scores.items():
-            rmse = ", ".join(f"{v:.4g}" for v in s["rmse"])
-            line = f"  {grid} {var}: lat-weighted RMSE per step [{rmse}]"
-            if "acc" in s:
-                line += " ACC [" + ", ".join(f"{v:.3f}" for v in s["acc"]) + "]"
-            lines.append(line)
+        if r.weather_scores:
+            lines += forecast_table(r.weather_scores, r.grid)
     return "\n".join(lines)

@@ -53,6 +53,9 @@ def plot_fields(
     emax = float(max(np.abs(p - t).max() for _, p, t in rows)) or 1.0
     fig = Figure(figsize=(12.5, 3.6 * len(rows) + 0.6), layout="constrained")
     axes = np.atleast_2d(fig.subplots(len(rows), 3, squeeze=False))
+    origin = "lower"
+    if extent is not None and extent[2] > extent[3]:  # rows run downwards (north to south)
+        origin, extent = "upper", (extent[0], extent[1], extent[3], extent[2])
     for row_axes, (label, prediction, truth) in zip(axes, rows):
         panels = (
             (prediction, "prediction", cmap, (vmin, vmax), quantity),
@@ -61,7 +64,7 @@ def plot_fields(
         )
         for ax, (field, name, colours, (low, high), bar_label) in zip(row_axes, panels):
             image = ax.imshow(
-                field, origin="lower", cmap=colours, vmin=low, vmax=high, extent=extent
+                field, origin=origin, cmap=colours, vmin=low, vmax=high, extent=extent
             )
             ax.set_title(name, fontsize=10)
             ax.set_xlabel(axis_labels[0])

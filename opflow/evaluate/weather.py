@@ -22,20 +22,16 @@ import numpy as np
 import xarray as xr
 
 from opflow.errors import ShapeError
+from opflow.norms import cell_area_weights as cell_areas
 
 __all__ = ["cell_area_weights", "lat_weighted_rmse", "anomaly_correlation"]
 
 
 def cell_area_weights(lat_deg: np.ndarray | xr.DataArray) -> xr.DataArray:
-    """Area of each latitude row's cells, normalised to mean 1, as a ``lat`` DataArray."""
+    """Area of each latitude row's cells, normalised to mean 1, as a ``lat`` DataArray
+    (:func:`opflow.norms.cell_area_weights`)."""
     lat = np.asarray(lat_deg, dtype=np.float64)
-    order = np.argsort(lat)
-    ascending = lat[order]
-    mids = (ascending[1:] + ascending[:-1]) / 2
-    bounds = np.deg2rad(np.concatenate(([-90.0], mids, [90.0])))
-    area = np.empty_like(lat)
-    area[order] = np.abs(np.sin(bounds[1:]) - np.sin(bounds[:-1]))
-    return xr.DataArray(area / area.mean(), dims="lat", coords={"lat": lat}, name="cell_area")
+    return xr.DataArray(cell_areas(lat), dims="lat", coords={"lat": lat}, name="cell_area")
 
 
 def _check(*fields: xr.DataArray) -> None:
