@@ -26,7 +26,9 @@ from opflow.run.spec import Task, build_task_model
 from opflow.train import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIGS = sorted((ROOT / "configs").glob("*.yaml"))
+# configs on data shipped inside a package (pkg://, the ERA5 sample) have no recipe: they are
+# trained and evaluated in test_weather_training.py
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if "pkg://" not in p.read_text())
 RECIPES = sorted((ROOT / "datasets").glob("*.yaml"))
 N_SAMPLES = 3  # one each for train, val and test
 
@@ -117,7 +119,7 @@ def test_config_reads_its_recipes_data_and_its_model_keeps_its_values_on_the_fin
         if modes := kept_modes(model):
             data.check_resolution(modes)
         x, y = data.dataset("train").batch([0])
-        normalizer = Normalizer.fit(data, data.split_indices("train"), data_config.input_variables)
+        normalizer = Normalizer.fit(data, "train", data_config.input_variables)
         with torch.no_grad():
             out = model(normalizer.encode(x, data_config.input_variables, data_config.t_in))
         assert out.shape == y.shape and torch.isfinite(out).all()
