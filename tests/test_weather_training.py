@@ -282,3 +282,33 @@ def test_static_inputs_train_roll_out_and_step_xarray_states(tmp_path):
 
 def _relative(a: torch.Tensor, b: torch.Tensor) -> float:
     return ((a.double() - b.double()).abs().max() / b.double().abs().max()).item()
+
+
+@pytest.mark.parametrize(
+    "name", ["era5_sfno.yaml", "era5_sfno_rollout.yaml", "era5_spherical_cnn.yaml"]
+)
+def test_era5_configs_read_the_sample_and_their_models_run_on_its_grid(name):
+    """Each shipped ERA5 config as written: its data checked against the sample (variables,
+    windows, splits), its model fresh from its seed on a training pair of the 181 x 360 grid."""
+    from opflow.data import Normalizer
+    from opflow.models.protocols import kept_modes
+    from opflow.run.spec import Task, build_task_model
+    from opflow.train import load_config
+
+    config = load_config(ROOT / "configs" / name)
+    data = FieldData(config.data)
+    assert data.grid.sizes == [181, 360] and data.series
+    assert len(data.dataset("test")) >= 1 and len(data.dataset("val")) >= 1
+    task = Task(
+        config.data.input_variables, config.data.outputs, config.data.t_in, config.data.t_out,
+        config.training.rollout,
+    )  # fmt: skip
+    torch.manual_seed(config.training.seed)
+    model = build_task_model(config.model.name, config.model.args, task).eval()
+    if modes := kept_modes(model):
+        data.check_resolution(modes)
+    x, _ = data.dataset("train").batch([0])
+    normalizer = Normalizer.fit(data, "train", config.data.input_variables)
+    with torch.no_grad():
+        out = model(normalizer.encode(x, config.data.input_variables, config.data.t_in))
+    assert out.shape == (1, 4, 181, 360) and torch.isfinite(out).all()
