@@ -214,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("evaluate", help="evaluate a trained run on data files at any resolution")
     p.add_argument("run_dir", help="a run directory written by 'opflow train'")
-    p.add_argument("--data", nargs="+", required=True, help="data files (any resolution)")
+    p.add_argument(
+        "--data", nargs="*", default=[], help="data files, any resolution (default: the run's)"
+    )
     p.add_argument(
         "--split", default="test", choices=["train", "val", "test"], help="samples (test)"
     )

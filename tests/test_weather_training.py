@@ -215,8 +215,9 @@ def test_fine_tuning_starts_from_the_runs_weights_and_rolls_out(era5_run, tmp_pa
     weights = [k for k in loaded if k.startswith("model.")]
     assert weights and all(torch.equal(loaded[k], saved[k]) for k in weights)
     assert meta["task"]["t_out"] == 3 and meta["task"]["rollout"]
-    assert main(["-q", "evaluate", str(tuned), "--data", ERA5]) == 0
+    assert main(["-q", "evaluate", str(tuned)]) == 0  # no --data: the run's own data file
     (result,) = json.loads((tuned / "evaluation" / "results.json").read_text())
+    assert result["data"] == ERA5
     rmse = result["weather_scores"]["msl"]["rmse"]
     assert len(rmse) == 3 and all(np.isfinite(rmse))
     # a model of another shape cannot take these weights: said before anything trains

@@ -66,7 +66,8 @@ def evaluate_run(
     climatology: str | Path | None = None,
     device: str | torch.device | None = "cpu",
 ) -> list[ResolutionResult]:
-    """Evaluate ``run_dir`` on each of ``data_paths``; writes results under ``out_dir``.
+    """Evaluate ``run_dir`` on each of ``data_paths`` (none: the run's training data file);
+    writes results under ``out_dir``.
 
     ``surrogate``: evaluate this one instead of the checkpoint's (e.g. the run's model with an
     evaluation option changed); the run still provides the data configuration.
@@ -76,8 +77,6 @@ def evaluate_run(
     """
     run_dir = Path(run_dir)
     out_dir = Path(out_dir) if out_dir else run_dir / "evaluation"
-    if not data_paths:
-        raise ConfigError("No data files to evaluate on", "one or more --data files", "pass --data")
     trained = load_trained(run_dir, checkpoint, resolve_device(device))
     if surrogate is None:
         surrogate = Surrogate(trained.model, trained.normalizer, trained.task, trained.grid)
@@ -85,6 +84,7 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     _warn_if_config_edited(run_dir, trained.meta["config"])
     base = from_dict(DataConfig, trained.meta["config"]["data"], where="data")
+    data_paths = list(data_paths) or [base.path]  # by default the data it was trained on
     task = surrogate.task
 
     results, spectra = [], {}
