@@ -52,6 +52,8 @@ class LocalNO(FNO):
         them on other grids as a band-limited Fourier multiplier (:class:`LocalBranches`), so
         that zero-shot evaluation on a finer grid computes what training computed. ``None``:
         rebuild the stencils for every grid's spacing (the paper's convergent kernels).
+        A run trained from a config gets its training grid here unless the config says
+        ``local_grid: null`` (:func:`opflow.run.spec.build_task_model`).
     """
 
     def __init__(

@@ -15,7 +15,7 @@ from torch import nn
 
 from opflow.errors import ConfigError
 
-__all__ = ["register", "build_model", "registered_models", "model_name"]
+__all__ = ["register", "build_model", "registered_models", "model_name", "model_arguments"]
 
 _REGISTRY: dict[str, type[nn.Module]] = {}
 
@@ -61,6 +61,11 @@ def _accepted_arguments(cls: type) -> list[str]:
         if not any(p.kind == p.VAR_KEYWORD for p in params):
             break
     return names
+
+
+def model_arguments(name: str) -> list[str]:
+    """The arguments the model registered as ``name`` accepts (none for an unknown name)."""
+    return _accepted_arguments(_REGISTRY[name]) if name in _REGISTRY else []
 
 
 def build_model(name: str, **kwargs) -> nn.Module:

@@ -10,6 +10,7 @@ model.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 from pathlib import Path
 
 import torch
@@ -18,6 +19,7 @@ from opflow.data.grid import Grid
 from opflow.data.normalizer import Normalizer
 from opflow.errors import ConfigError
 from opflow.models import build_model
+from opflow.models.registry import model_arguments
 from opflow.run import checkpoint
 
 __all__ = [
@@ -114,8 +116,16 @@ class PhysicalTaskModel(torch.nn.Module):
         return self.normalizer.decode(self.task_model(z, steps), task.output_variables, steps)
 
 
-def build_task_model(name: str, args: dict, task: Task) -> torch.nn.Module:
+def build_task_model(
+    name: str, args: dict, task: Task, grid: Sequence[int] | None = None
+) -> torch.nn.Module:
     """The registered model ``name`` with ``args``, its channels filled in from ``task``.
+
+    ``grid``: the training grid's sizes. A model with local stencils on a periodic grid
+    (LocalNO's ``local_grid``) gets it where ``args`` do not say otherwise, so that on any
+    other grid its local branches compute what they computed in training (resolution
+    consistent; ``local_grid: null`` rebuilds the stencils for each grid's spacing instead, the
+    paper's convergent kernels, which lost 2.5x accuracy at 2x the grid: RESULTS.md, #6).
 
     Raises :class:`ConfigError` when ``args`` name channels the task does not have.
     """
@@ -130,6 +140,9 @@ def build_task_model(name: str, args: dict, task: Task) -> torch.nn.Module:
                 f"{key} = {value} for these variables and time windows",
                 f"remove model.args.{key} to have it set from the data",
             )
+    periodic = args.get("boundary", "periodic") == "periodic"
+    if grid is not None and periodic and "local_grid" in model_arguments(name):
+        args.setdefault("local_grid", [int(n) for n in grid])
     return build_model(name, **args)
 
 
@@ -153,11 +166,10 @@ def load_trained(
     """Rebuild the model of checkpoint ``tag`` of ``run_dir`` on ``device`` in ``dtype``."""
     tensors, meta = checkpoint.load_checkpoint(Path(run_dir), tag)
     model_spec, task = meta["config"]["model"], Task(**meta["task"])
-    model = build_task_model(model_spec["name"], model_spec.get("args", {}), task)
+    grid = Grid(**meta["grid"])
+    model = build_task_model(model_spec["name"], model_spec.get("args", {}), task, grid.sizes)
     checkpoint.restore(tensors, meta, model)
     if "active_stages" in meta:  # a staged model's best checkpoint may predate its last stage
         model.active_stages = meta["active_stages"]
     model = model.to(device=device, dtype=dtype)
-    return TrainedModel(
-        model, Normalizer.from_json(meta["normalizer"]), task, Grid(**meta["grid"]), meta
-    )
+    return TrainedModel(model, Normalizer.from_json(meta["normalizer"]), task, grid, meta)

@@ -214,7 +214,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
 
     task = _task(config.data, tcfg.rollout)
     torch.manual_seed(tcfg.seed)
-    model = build_task_model(config.model.name, config.model.args, task)
+    model = build_task_model(config.model.name, config.model.args, task, data.grid.sizes)
     if modes := kept_modes(model):
         data.check_resolution(modes)
     train_set, val_set = data.dataset("train"), data.dataset("val")
