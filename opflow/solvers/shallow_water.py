@@ -49,10 +49,19 @@ def _solver(grid: SphereGrid, dt_seconds: float):
         ).double()
 
 
-def _synthesis(grid: SphereGrid, lmax: int, mmax: int):
-    """Inverse SHT (torch-harmonics' solver convention: no Condon–Shortley phase) on ``grid``."""
+def _synthesis(grid: SphereGrid, lmax: int, mmax: int, truncate: bool = False):
+    """Inverse SHT (torch-harmonics' solver convention: no Condon–Shortley phase) on ``grid``,
+    of the solution's degrees ``l < lmax`` and orders ``m < mmax``, or with ``truncate`` of
+    those the grid resolves (its default band limit): ``synth(spec)`` on the full spectrum."""
     from torch_harmonics import InverseRealSHT
 
+    if truncate:
+        lmax = min(lmax, grid.max_degree)
+        mmax = min(mmax, lmax, grid.max_order)
+        inverse = InverseRealSHT(
+            grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind, csphase=False
+        ).double()
+        return lambda spec: inverse(spec[..., :lmax, :mmax])
     # point values of the band-limited solution are exact on any grid; only orders above the
     # longitudes' Nyquist would alias
     if mmax > grid.max_order:
@@ -60,7 +69,8 @@ def _synthesis(grid: SphereGrid, lmax: int, mmax: int):
             f"The {grid.nlat} x {grid.nlon} grid resolves orders m < {grid.max_order}, but the "
             f"solution has m < {mmax}",
             f"at least {2 * (mmax - 1)} longitudes on every stored grid",
-            "store finer grids or solve on a coarser one",
+            "store finer grids, solve on a coarser one, or store truncated fields "
+            "(recipe storage: truncate)",
         )
     return InverseRealSHT(
         grid.nlat, grid.nlon, lmax=lmax, mmax=mmax, grid=grid.kind, csphase=False
@@ -75,16 +85,18 @@ def solve_sample(
     n_records: int,
     steps_per_hour: int = 24,
     mach: float = 0.2,
+    truncate: bool = False,
 ) -> list[torch.Tensor]:
     """One trajectory from the random initial state of ``seed``.
 
     Returns one float64 tensor per grid of ``store_grids``:
     ``(n_records + 1, 3, nlat, nlon)``, variables in :data:`VARIABLES` order, the initial
-    state first.
+    state first. ``truncate``: each grid holds the solution truncated to the degrees it
+    resolves (a coarse grid then lacks the finer grids' detail) instead of all of it.
     """
     steps = max(1, round(record_hours * steps_per_hour))
     solver = _solver(solve_grid, record_hours * 3600.0 / steps)
-    syntheses = [_synthesis(g, solver.lmax, solver.mmax) for g in store_grids]
+    syntheses = [_synthesis(g, solver.lmax, solver.mmax, truncate) for g in store_grids]
     torch.manual_seed(seed)  # torch-harmonics draws the initial state from the global RNG
     state = solver.random_initial_condition(mach=mach)
     # torch-harmonics draws the degree-0 vorticity and divergence too: a global mean that no

@@ -64,7 +64,8 @@ class DarcyRecipe(PlanarGrids):
 
 
 def _dataset(recipe: DarcyRecipe, coefficient: np.ndarray, solution: np.ndarray) -> xr.Dataset:
-    nodes = np.linspace(0.0, 1.0, coefficient.shape[-1])
+    n, finest = coefficient.shape[-1], max(recipe.resolutions)
+    nodes = np.linspace(0.0, 1.0, n)
     return xr.Dataset(
         {
             "permeability": (
@@ -90,6 +91,12 @@ def _dataset(recipe: DarcyRecipe, coefficient: np.ndarray, solution: np.ndarray)
             domain="unit square [0, 1]^2, u = 0 on the boundary",
             forcing=recipe.forcing,
             solved_at_resolution=max(recipe.resolutions),
+            storage=(
+                f"the {finest}x{finest} solution itself"
+                if n == finest
+                else f"subsampled: every {(finest - 1) // (n - 1)}th node of the {finest}x{finest}"
+                " solution and coefficient (both boundaries kept)"
+            ),
         ),
     )
 

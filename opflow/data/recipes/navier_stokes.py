@@ -86,9 +86,20 @@ def _dataset(recipe: NavierStokesRecipe, vorticity: np.ndarray, forcing: np.ndar
             viscosity=recipe.viscosity,
             domain="periodic unit torus [0, 1)^2",
             solved_at_resolution=max(recipe.resolutions),
+            storage=_storage(n, max(recipe.resolutions)),
         ),
     )
     return ds
+
+
+def _storage(n: int, finest: int) -> str:
+    """The storage rule of a grid, for the file's attrs and the dataset card."""
+    if n == finest:
+        return f"the {finest}x{finest} solution itself"
+    return (
+        f"subsampled: every {finest // n}th point of the {finest}x{finest} solution (point "
+        f"values; content above this grid's Nyquist wavenumber {n // 2} aliases onto it)"
+    )
 
 
 def _write(recipe: NavierStokesRecipe, paths: dict[int, Path], progress: bool | None) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
@@ -32,7 +33,10 @@ class ShallowWaterRecipe:
     random initial states at Mach ``mach``, recorded every ``record_hours`` hours; every
     resolution stores the same band-limited solution sampled on its grid. Sample ``i`` starts
     from seed ``seed * 100000 + i``, so a sample does not depend on which worker made it.
-    ``workers``: processes (0 = one per core).
+    ``workers``: processes (0 = one per core). ``storage``: ``exact`` (every grid holds the
+    whole band-limited solution, so each grid must resolve its orders) or ``truncate`` (each
+    grid holds the solution truncated to the degrees it resolves: finer grids carry detail the
+    coarse ones lack, for super-resolution tests).
     """
 
     name: str
@@ -47,6 +51,7 @@ class ShallowWaterRecipe:
     seed: int = 0
     dtype: Literal["float32", "float64"] = "float32"
     workers: int = 0
+    storage: Literal["exact", "truncate"] = "exact"
     description: str = ""
 
     def validate(self) -> None:
@@ -107,6 +112,7 @@ def _sample(recipe: ShallowWaterRecipe, index: int) -> list[np.ndarray]:
         recipe.n_records,
         recipe.steps_per_hour,
         recipe.mach,
+        recipe.storage == "truncate",
     )
     return [f.numpy().astype(recipe.dtype) for f in fields]
 
@@ -141,7 +147,27 @@ def _dataset(recipe: ShallowWaterRecipe, grid: SphereGrid, fields: np.ndarray):
             shallow_water.SOLVER_VERSION,
             sphere_grid=grid.kind,
             solved_at_resolution=f"{recipe.grids[-1].nlat}x{recipe.grids[-1].nlon}",
+            storage=_storage(recipe, grid),
         ),
+    )
+
+
+def _storage(recipe: ShallowWaterRecipe, grid: SphereGrid) -> str:
+    """The storage rule of a grid, for the file's attrs and the dataset card."""
+    solved = math.ceil(recipe.grids[-1].nlat / 3)  # the solver's degrees (solvers.shallow_water)
+    if recipe.storage == "truncate" and grid.max_degree < solved:
+        return (
+            f"spectral truncation: the solution's degrees l < {grid.max_degree} (of its l < "
+            f"{solved}) synthesised on this grid; the finer grids hold the rest"
+        )
+    if recipe.storage == "truncate":
+        return (
+            f"the solver's band-limited state (degrees l < {solved}) synthesised on this grid; "
+            "coarser stored grids hold its truncations"
+        )
+    return (
+        f"the solver's band-limited state (degrees l < {solved}) synthesised on this grid: the "
+        "same field as every other stored grid"
     )
 
 
