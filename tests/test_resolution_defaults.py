@@ -1,6 +1,7 @@
-"""Resolution-consistent defaults (issue #27, item 4): every registered model for planar data,
-trained from a config with default arguments, keeps its test error within 1.2x at twice the
-training grid (Navier–Stokes ν = 1e-3, 32² -> 64², one 64² solve stored at both grids).
+"""Resolution across grids (issue #27): every registered model for planar data, trained from a
+config with default arguments, keeps its test error within 1.2x at twice the training grid
+(Navier–Stokes ν = 1e-3, 32² -> 64², one 64² solve stored at both grids); and multi-resolution
+training (``data.path`` listing both files).
 
 The spherical models are held to the same on shallow water in test_shallow_water.py (1.02x at
 65x128 after training at 33x64). MgNO is the exception the README names: its multigrid
@@ -12,9 +13,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import torch
 
 from opflow.data import FieldData
 from opflow.data.recipes import generate, load_recipe
+from opflow.data.windows import MultiGridDataset
+from opflow.errors import ShapeError
 from opflow.evaluate import evaluate_run
 from opflow.norms import relative_lp_per_sample
 from opflow.run.spec import Task, build_task_model, load_trained
@@ -106,3 +110,47 @@ def test_the_training_grid_is_filled_in_only_where_the_config_is_silent():
     assert reference({"local_grid": None}) == {None}  # the paper's per-grid stencils, asked for
     assert reference({"boundary": "zero"}) == {None}  # a reference grid needs periodic axes
     assert reference({"local_grid": [64, 64]}) == {(64, 64)}
+
+
+def test_multi_resolution_training_draws_each_batch_from_one_grid(ns_files, tmp_path):
+    """``data.path`` lists the 32² and 64² files: every item of both is in exactly one batch
+    of an epoch, each batch from one grid; the run trains, records the first grid, and is
+    evaluated on both by default."""
+    raw = {
+        "data": {
+            "path": [str(ns_files[32]), str(ns_files[64])],
+            "input_variables": ["vorticity"],
+            "time_start": 1,
+            "split": {"train": 32, "val": 4, "test": 4},
+        },
+        "model": {"name": "FNO", "args": MODELS["FNO"]},
+        "optimizer": {"lr": 1.0e-2},
+        "training": {
+            "epochs": EPOCHS // 2,
+            "batch_size": 8,
+            "threads": 1,
+            "output_dir": str(tmp_path / "run"),
+        },
+    }
+    config = config_from_dict(raw)
+    pairs = MultiGridDataset(
+        [FieldData(config.data, p).dataset("train") for p in config.data.paths]
+    )
+    n = len(pairs.parts[0])
+    assert len(pairs) == 2 * n
+    batches = pairs.batches(8, torch.Generator().manual_seed(0))
+    assert sorted(torch.cat(batches).tolist()) == list(range(2 * n))
+    assert all(bool((b < n).all()) or bool((b >= n).all()) for b in batches)
+    shapes = {tuple(pairs.batch(b)[0].shape[2:]) for b in batches}
+    assert shapes == {(32, 32), (64, 64)}
+    with pytest.raises(ShapeError, match="several grids"):
+        pairs.batch([0, n])
+
+    run = train(config, progress=False)
+    assert load_trained(run).grid.sizes == [32, 32]  # the first file's grid
+    coarse, fine = evaluate_run(run, [], out_dir=tmp_path / "eval")  # the run's own files
+    assert (coarse.grid, fine.grid) == ([32, 32], [64, 64])
+    data = FieldData(config.data, ns_files[64])
+    x, y = data.dataset("test").batch(range(len(data.dataset("test"))))
+    persistence = relative_lp_per_sample(x, y).mean().item()
+    assert fine.rel_l2 < 0.5 * persistence, (fine.rel_l2, persistence)

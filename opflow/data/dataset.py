@@ -50,9 +50,13 @@ class DataConfig:
     ``reader``: ``fields`` (any xarray file) or ``weather`` (:mod:`opflow.data.weather`; one
     time series on ``lat``/``lon``, set by it); ``dims``: for ``weather``, the file's names of
     ``lat``, ``lon``, ``time`` or ``level`` where they are not the usual ones.
+    ``path``: a file, or a list of files holding the same data at several grids
+    (multi-resolution training: every batch comes from one of them; the first is the training
+    grid a checkpoint records, validated on). A weather dataset split over many files is one
+    glob pattern (``"era5_*.nc"``).
     """
 
-    path: str
+    path: str | list[str]
     input_variables: list[str]
     output_variables: list[str] | None = None
     static_variables: list[str] = dataclasses.field(default_factory=list)
@@ -74,6 +78,11 @@ class DataConfig:
     @property
     def outputs(self) -> list[str]:
         return self.output_variables or self.input_variables
+
+    @property
+    def paths(self) -> list[str]:
+        """``path`` as a list: one file per grid."""
+        return [self.path] if isinstance(self.path, str) else list(self.path)
 
     def validate(self) -> None:
         if self.t_in < 1 or self.t_out < 1 or self.time_start < 0:
@@ -98,6 +107,10 @@ class DataConfig:
                 "name the file's dims with data.sample_dim, data.time_dim and "
                 "data.spatial_dims instead",
             )
+        if not self.paths:
+            raise ConfigError(
+                "data.path is an empty list", "a file, or files at several grids", "name them"
+            )
         if self.sample_dim is None and not self.time_dim:
             raise ConfigError(
                 "data.sample_dim: null (one time series) without a data.time_dim",
@@ -119,7 +132,7 @@ class FieldData:
 
     def __init__(self, config: DataConfig, path: str | Path | None = None):
         self.config = config
-        self.path = str(path or config.path)
+        self.path = str(path or config.paths[0])
         self.sample_dim = config.sample_dim  # None: the file is one time series
         variables = list(dict.fromkeys(config.input_variables + config.outputs))
         variables += config.static_variables

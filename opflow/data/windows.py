@@ -19,10 +19,12 @@ import numpy as np
 import torch
 import xarray as xr
 
+from opflow.errors import ShapeError
+
 if TYPE_CHECKING:
     from opflow.data.dataset import FieldData
 
-__all__ = ["WindowDataset"]
+__all__ = ["WindowDataset", "MultiGridDataset", "batch_loader"]
 
 
 class WindowDataset(torch.utils.data.Dataset):
@@ -49,6 +51,14 @@ class WindowDataset(torch.utils.data.Dataset):
 
     def __len__(self) -> int:
         return len(self.indices) * len(self.starts)
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """Item indices in batches of ``batch_size``: in order, or shuffled by ``generator``."""
+        n = len(self)
+        order = torch.arange(n) if generator is None else torch.randperm(n, generator=generator)
+        return list(order.split(batch_size))
 
     def _sample_and_start(self, item: int) -> tuple[int, int]:
         return int(self.indices[item // len(self.starts)]), self.starts[item % len(self.starts)]
@@ -98,32 +108,90 @@ class WindowDataset(torch.utils.data.Dataset):
     def loader(
         self, batches: list[torch.Tensor], workers: int = 0, pin_memory: bool = False
     ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
-        """``batch(b)`` for each index list ``b`` of ``batches``, in order.
-
-        With ``workers > 0`` that many processes read the batches ahead (a
-        :class:`torch.utils.data.DataLoader`, two batches each), so that reading data from
-        disk overlaps with training instead of adding to it.
-        """
-        if workers == 0:
-            return (self.batch(b) for b in batches)
-        return torch.utils.data.DataLoader(
-            _BatchReader(self),
-            sampler=batches,
-            batch_size=None,  # the sampler yields whole batches; _BatchReader reads each
-            num_workers=workers,
-            pin_memory=pin_memory,
-            worker_init_fn=_reader_init,
-        )
+        """:func:`batch_loader` over this dataset."""
+        return batch_loader(self, batches, workers, pin_memory)
 
     def __getitem__(self, item: int) -> tuple[torch.Tensor, torch.Tensor]:
         x, y = self.batch([item])
         return x[0], y[0]
 
 
+class MultiGridDataset:
+    """The pairs of several :class:`WindowDataset` s of the same data at different grids, for
+    multi-resolution training: item ``i`` of part ``k`` is item ``offset_k + i``, and every
+    batch holds items of one part (one grid), so that it stacks into one tensor."""
+
+    def __init__(self, parts: Sequence[WindowDataset]):
+        self.parts = list(parts)
+        self.offsets = np.cumsum([0] + [len(p) for p in self.parts])
+
+    @property
+    def data(self) -> FieldData:
+        """The first part's data: the training grid."""
+        return self.parts[0].data
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def batches(
+        self, batch_size: int, generator: torch.Generator | None = None
+    ) -> list[torch.Tensor]:
+        """Each part's batches (of its items only), shuffled within each part and then in
+        their order across parts by ``generator``; in order without one."""
+        batches = [
+            b + int(offset)
+            for part, offset in zip(self.parts, self.offsets)
+            for b in part.batches(batch_size, generator)
+        ]
+        if generator is None:
+            return batches
+        return [batches[i] for i in torch.randperm(len(batches), generator=generator)]
+
+    def batch(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        """Stacked ``(inputs, targets)`` of ``items``, all of one part."""
+        items = torch.as_tensor(list(items))
+        part = int(np.searchsorted(self.offsets, int(items[0]), side="right")) - 1
+        start, stop = self.offsets[part], self.offsets[part + 1]
+        if not bool(((items >= start) & (items < stop)).all()):
+            raise ShapeError(
+                f"a batch of items {items.tolist()[:8]} from several grids",
+                f"items of one grid (part {part}: {start}..{stop - 1})",
+                "draw batches with MultiGridDataset.batches",
+            )
+        return self.parts[part].batch(items - int(start))
+
+    def loader(
+        self, batches: list[torch.Tensor], workers: int = 0, pin_memory: bool = False
+    ) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+        """:func:`batch_loader` over the parts."""
+        return batch_loader(self, batches, workers, pin_memory)
+
+
+def batch_loader(
+    dataset, batches: list[torch.Tensor], workers: int = 0, pin_memory: bool = False
+) -> Iterable[tuple[torch.Tensor, torch.Tensor]]:
+    """``dataset.batch(b)`` for each index list ``b`` of ``batches``, in order.
+
+    With ``workers > 0`` that many processes read the batches ahead (a
+    :class:`torch.utils.data.DataLoader`, two batches each), so that reading data from disk
+    overlaps with training instead of adding to it.
+    """
+    if workers == 0:
+        return (dataset.batch(b) for b in batches)
+    return torch.utils.data.DataLoader(
+        _BatchReader(dataset),
+        sampler=batches,
+        batch_size=None,  # the sampler yields whole batches; _BatchReader reads each
+        num_workers=workers,
+        pin_memory=pin_memory,
+        worker_init_fn=_reader_init,
+    )
+
+
 class _BatchReader(torch.utils.data.Dataset):
     """A dataset whose items are whole batches: ``reader[indices] = dataset.batch(indices)``."""
 
-    def __init__(self, dataset: WindowDataset):
+    def __init__(self, dataset):
         self.dataset = dataset
 
     def __len__(self) -> int:

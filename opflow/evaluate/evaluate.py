@@ -84,7 +84,7 @@ def evaluate_run(
     out_dir.mkdir(parents=True, exist_ok=True)
     _warn_if_config_edited(run_dir, trained.meta["config"])
     base = from_dict(DataConfig, trained.meta["config"]["data"], where="data")
-    data_paths = list(data_paths) or [base.path]  # by default the data it was trained on
+    data_paths = list(data_paths) or base.paths  # by default the data it was trained on
     task = surrogate.task
 
     results, spectra = [], {}

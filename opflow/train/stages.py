@@ -22,7 +22,7 @@ def begin_stage(surrogate: Surrogate, stage: int, train_set, batch_size: int, ct
     active, model.active_stages = model.active_stages, stage
     total, count = 0.0, 0
     model.eval()
-    batches = [ctx.group.shard(b) for b in torch.arange(len(train_set)).split(batch_size)]
+    batches = [ctx.group.shard(b) for b in train_set.batches(batch_size)]
     with torch.no_grad(), ctx.execution.autocast():
         for x, y in ctx.loader(train_set, [b for b in batches if len(b)]):
             z = normalizer.encode(x, task.input_variables, task.t_in, task.static_variables)

@@ -43,6 +43,7 @@ from opflow.data.dataset import DataConfig, FieldData, check_time_steps
 from opflow.data.grid import Grid
 from opflow.data.io import atomic_write_bytes
 from opflow.data.normalizer import Normalizer
+from opflow.data.windows import MultiGridDataset
 from opflow.errors import ConfigError
 from opflow.models.protocols import kept_modes, stage_count
 from opflow.norms import per_variable
@@ -125,10 +126,28 @@ def _initialise_from(run: Path, model: torch.nn.Module, variables: list[str]) ->
     return normalizer
 
 
-def _batches(n: int, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
-    generator = torch.Generator().manual_seed(seed * 1_000_003 + epoch)
-    order = torch.randperm(n, generator=generator)
-    return list(order.split(batch_size))
+def _batches(train_set, batch_size: int, seed: int, epoch: int) -> list[torch.Tensor]:
+    """The epoch's batches, shuffled by a generator seeded by ``(seed, epoch)``."""
+    return train_set.batches(batch_size, torch.Generator().manual_seed(seed * 1_000_003 + epoch))
+
+
+def _training_pairs(config: Config, data: FieldData, modes, ctx: RunContext):
+    """The training split of the data file, or of every file of a multi-resolution run
+    (``data.path`` a list: each batch from one grid)."""
+    paths = config.data.paths
+    if len(paths) == 1:
+        return data.dataset("train")
+    if ctx.group.spatial > 1:
+        raise ConfigError(
+            f"data.path lists {len(paths)} grids with training.spatial_parallel > 1",
+            "one grid when fields are split across processes",
+            "train on one file, or with training.spatial_parallel: 1",
+        )
+    parts = [data] + [FieldData(config.data, path) for path in paths[1:]]
+    for part in parts[1:]:
+        if modes:
+            part.check_resolution(modes)
+    return MultiGridDataset([part.dataset("train") for part in parts])
 
 
 def evaluate_split(
@@ -142,7 +161,7 @@ def evaluate_split(
     n_out = len(surrogate.task.output_variables)
     metric = per_variable(functools.partial(relative_lp, field_sum=ctx.field_sum), n_out)
     total = 0.0
-    batches = [ctx.group.shard(b) for b in torch.arange(len(dataset)).split(batch_size)]
+    batches = [ctx.group.shard(b) for b in dataset.batches(batch_size)]
     with torch.no_grad(), ctx.execution.autocast():
         for x, y in ctx.loader(dataset, [b for b in batches if len(b)]):
             total += metric(surrogate.predict(x), y).item() * len(x)
@@ -217,7 +236,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     model = build_task_model(config.model.name, config.model.args, task, data.grid.sizes)
     if modes := kept_modes(model):
         data.check_resolution(modes)
-    train_set, val_set = data.dataset("train"), data.dataset("val")
+    train_set, val_set = _training_pairs(config, data, modes, ctx), data.dataset("val")
     if len(train_set) == 0:
         raise ConfigError(
             "The training split is empty", "at least one sample", "raise data.split.train"
@@ -273,7 +292,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
     network = parallel(surrogate.task_model, ctx, tcfg.compile)
     scaler = execution.grad_scaler()
 
-    steps_per_epoch = math.ceil(len(train_set) / tcfg.batch_size)
+    steps_per_epoch = len(train_set.batches(tcfg.batch_size))
     total_steps = steps_per_epoch * stage_epochs
     for epoch in range(start_epoch, tcfg.epochs):
         started = time.perf_counter()
@@ -287,7 +306,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
                 log.info("stage %d/%d", stage + 1, n_stages)
         stage_step = (epoch - stage * stage_epochs) * steps_per_epoch
         model.train()
-        batches = _batches(len(train_set), tcfg.batch_size, tcfg.seed, epoch)
+        batches = _batches(train_set, tcfg.batch_size, tcfg.seed, epoch)
         # this process's part of each global batch, and its share of the batch's mean loss
         # (x world size: DDP averages the gradients over the processes)
         mine = [group.shard(b) for b in batches]
