@@ -127,8 +127,12 @@ def test_cfl_time_step_and_bad_settings():
         ns.solve(torch.zeros(1, 33, 33), 1e-3, 0.5, 1)
     # an unstable Courant number: a clear error, not a NaN deep in the time-step rule
     w0 = ns.gaussian_random_field(2, 64, generator=torch.Generator().manual_seed(1))
-    with pytest.raises(ConfigError, match="blew up before record"):
+    with pytest.raises(ConfigError, match="blew up during record 3"):
         ns.solve(w0, 1e-5, 1.0, 5, ns.default_forcing(64), cfl=2.0)
+    # the last record too (there is no later step rule to notice): it was returned as NaN
+    strong = 50 * ns.gaussian_random_field(2, 32, 2.5, 7.0, torch.Generator().manual_seed(0))
+    with pytest.raises(ConfigError, match="blew up during record 1"):
+        ns.solve(strong.double(), 1e-4, 1.0, 1, cfl=5.0)
 
 
 RECIPE = """\

@@ -213,6 +213,16 @@ def solve(
             tendency = 0.5 * (tendency + f_hat - ops.advection_hat(predicted))
             w_hat = (explicit * w_hat + step * tendency) / implicit
         records[:, record] = torch.fft.irfft2(w_hat, s=(n, n))
+        # the step is fixed per record from the speed at its start: a flow that speeds up
+        # within the record can blow up there, and the last record has no next start to see it
+        if not torch.isfinite(records[:, record]).all():
+            raise ConfigError(
+                f"the flow blew up during record {record + 1} (viscosity {viscosity}, "
+                f"cfl {cfl}, {n}x{n})",
+                "a Courant number the explicit advection step is stable at",
+                "lower cfl (e.g. 0.25 at viscosity 1e-4, 0.1 at 1e-5 on fine grids) or raise "
+                "the viscosity",
+            )
         if progress is not None:
             progress(record + 1)
     return records
