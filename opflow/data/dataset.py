@@ -308,17 +308,17 @@ class FieldData:
         array = self.ds[variable]
         return array.isel({d: i for d, i in index.items() if d in array.dims})
 
-    def windows(self, split: str | None = None) -> list[int]:
-        """Start times ``t0`` of the input windows: within each sample, or within ``split``'s
-        time block of a series (windows never cross from one block into the next)."""
+    def windows(self, split: str) -> list[int]:
+        """Start times ``t0`` of ``split``'s input windows: the same within each sample, or
+        within the split's time block of a series (windows never cross into the next block)."""
         cfg = self.config
         if not cfg.time_dim:
             return [0]
-        first, stop = self._block(split) if self.series and split else (0, self.n_times)
-        first = max(first, cfg.time_start)
+        start, stop = self._block(split) if self.series else (0, self.n_times)
+        first = max(start, cfg.time_start)
         last = stop - cfg.t_in - cfg.t_out
         if last < first:
-            if self.series and stop == self._block(split)[0]:
+            if self.series and stop == start:
                 return []  # an empty split
             where = f"the {split} block {self._block(split)}" if self.series else "a sample"
             raise DataError(
