@@ -21,6 +21,7 @@ from conftest import last_weights
 import opflow
 from opflow.data.recipes import generate, load_recipe
 from opflow.errors import CheckpointError, ConfigError, DataError
+from opflow.run.distributed import ProcessGroup
 from opflow.train import load_config, train
 
 RECIPE = """\
@@ -294,6 +295,64 @@ def test_specboost_scales_a_later_stage_by_its_residual_scale():
         torch.testing.assert_close(model(x), first + 0.25 * second)
     with pytest.raises(ConfigError, match="positive scale"):
         model.set_residual_scale(0, 0.5)
+
+
+@pytest.mark.parametrize("feed", [False, True], ids=["sum", "fed prediction"])
+def test_specboost_with_the_frozen_prediction_given_equals_the_full_sum(feed):
+    """The cached path (``previous``: the frozen stages' sum) computes the same prediction and
+    the same gradients of the training stage as running every stage (float64, 1e-12)."""
+    from opflow.models import build_model
+
+    stage = {"name": "FNO", "args": {"n_modes": [6, 6], "hidden_channels": 6, "n_layers": 2}}
+    torch.manual_seed(0)
+    model = build_model("SpecBoost", stages=[stage] * 3, in_channels=2, out_channels=1,
+                        feed_prediction=feed).double()  # fmt: skip
+    model.set_stage(2)
+    model.set_residual_scale(1, 0.3)
+    model.set_residual_scale(2, 0.2)
+    x = torch.randn(3, 2, 16, 16, dtype=torch.float64)
+    outputs, grads = [], []
+    for cached in (False, True):
+        model.zero_grad()
+        previous = None
+        if cached:
+            with torch.no_grad():
+                model.active_stages = 2
+                previous = model(x)
+                model.active_stages = 3
+        out = model(x, previous=previous)
+        out.square().sum().backward()
+        outputs.append(out.detach())
+        grads.append([p.grad.clone() for p in model.stages[2].parameters()])
+        assert all(p.grad is None for p in model.stages[0].parameters())
+    torch.testing.assert_close(outputs[0], outputs[1], rtol=1e-12, atol=1e-12)
+    for a, b in zip(*grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_a_later_stage_trains_on_the_frozen_prediction_computed_once(ns_files, tmp_path):
+    """The trainer's cache holds, for every training pair, what the frozen stage predicts."""
+    from opflow.train.context import RunContext
+    from opflow.train.stages import begin_stage
+
+    stage = {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}}
+    cfg = _config(ns_files[32], tmp_path / "run", epochs=4)
+    cfg["model"] = {"name": "SpecBoost", "args": {"stages": [stage, stage]}}
+    config = load_config(_write(tmp_path / "cfg.yaml", cfg))
+    run = train(config, progress=False)
+    surrogate = opflow.load(run, "last")
+    data = opflow.data.FieldData(config.data)
+    train_set = data.dataset("train")
+    ctx = RunContext(opflow.run.execution.Execution(torch.device("cpu")), ProcessGroup(), 0)
+    surrogate.model.set_stage(1)
+    frozen = begin_stage(surrogate, 1, train_set, 8, ctx, rescale=False)
+    assert len(frozen.values) == len(train_set)
+    items = torch.tensor([0, 5, len(train_set) - 1])
+    x, _ = train_set.batch(items)
+    surrogate.model.active_stages = 1
+    with torch.no_grad():
+        expected = surrogate.forward_normalized(surrogate.normalizer.encode(x, ["vorticity"], 1))
+    torch.testing.assert_close(frozen.batch(items), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_staged_training_needs_epochs_divisible_by_stages(ns_files, tmp_path):

@@ -105,7 +105,15 @@ class SpecBoost(nn.Module):
             )
         self.stage_scale[stage] = scale
 
-    def forward(self, x: torch.Tensor, output_shape: Sequence[int] | None = None) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        output_shape: Sequence[int] | None = None,
+        previous: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The sum of the active stages. ``previous``: the sum of all active stages but the
+        last, when the caller has it (a trainer caches the frozen stages' prediction): only
+        the last stage then runs."""
         kwargs = {} if output_shape is None else {"output_shape": output_shape}
         if output_shape is not None and self.feed_prediction:
             raise ConfigError(
@@ -113,8 +121,11 @@ class SpecBoost(nn.Module):
                 "the prediction on the input grid, to feed it to the next stage",
                 "evaluate on the target grid's data instead of passing output_shape",
             )
-        prediction = self.stages[0](x, **kwargs)
-        for index in range(1, self.active_stages):
+        if previous is None:
+            prediction, first = self.stages[0](x, **kwargs), 1
+        else:
+            prediction, first = previous.to(x.dtype), self.active_stages - 1
+        for index in range(first, self.active_stages):
             inputs = torch.cat((x, prediction), dim=1) if self.feed_prediction else x
             prediction = prediction + self.stage_scale[index] * self.stages[index](inputs, **kwargs)
         return prediction

@@ -78,10 +78,15 @@ class TaskModel(torch.nn.Module):
         self.model = model
         self.task = task
 
-    def forward(self, x: torch.Tensor, steps: int | None = None) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, steps: int | None = None, previous: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``previous``: a staged model's frozen stages' prediction (one-step tasks only)."""
         task = self.task
         steps = task.t_out if steps is None else steps
         if not task.rollout:  # under autocast the output may be half: back in x's dtype
+            if previous is not None:
+                return self.model(x, previous=previous).to(x.dtype)
             return self.model(x).to(x.dtype)
         n_vars, t_in = len(task.input_variables), task.t_in
         history, static = x.split([task.history_channels, len(task.static_variables)], dim=1)

@@ -276,8 +276,10 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         normalizer = Normalizer.from_json(meta["normalizer"])
         surrogate.normalizer = normalizer
     loss_fn = training_loss(config, data, task, normalizer, ctx.field_sum)
-    if n_stages > 1 and stage > 0 and start_epoch == stage * stage_epochs:
-        begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)  # resumed at a start
+    frozen = None  # a later stage's frozen predecessors' prediction, once per stage
+    if n_stages > 1 and stage > 0 and start_epoch < tcfg.epochs:  # resumed in a later stage
+        rescale = start_epoch == stage * stage_epochs  # at its start; else the scale is restored
+        frozen = begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx, rescale)
     metrics_path = run_dir / "metrics.jsonl"
     tracker = None
     if group.is_main:
@@ -299,7 +301,7 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
         if n_stages > 1 and epoch // stage_epochs != stage:
             stage = epoch // stage_epochs
             model.set_stage(stage)
-            begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
+            frozen = begin_stage(surrogate, stage, train_set, tcfg.batch_size, ctx)
             optimizer = _optimizer(config, model, stage)
             network = parallel(surrogate.task_model, ctx, tcfg.compile)  # new trainable set
             if group.is_main:
@@ -329,10 +331,12 @@ def _train(config: Config, data: FieldData, ctx: RunContext, resume: bool, progr
                 param_group["lr"] = lr
             with execution.autocast():
                 z = normalizer.encode(x, task.input_variables, task.t_in, task.static_variables)
-                pred = normalizer.decode(network(z), task.output_variables, task.t_out)
+                previous = frozen.batch(mine[i]) if frozen is not None else None
+                pred = network(z) if previous is None else network(z, previous=previous)
+                pred = normalizer.decode(pred, task.output_variables, task.t_out)
                 loss = loss_fn(pred, y)
                 if stage > 0:
-                    objective = residual_loss(surrogate, loss_fn, z, pred, y)
+                    objective = residual_loss(surrogate, loss_fn, z, pred, y, previous)
                 else:
                     objective = loss
             optimizer.zero_grad(set_to_none=True)
