@@ -96,3 +96,60 @@ def nc_file(tmp_path: Path) -> Path:
     path = tmp_path / "fields.nc"
     field_dataset().to_netcdf(path)
     return path
+
+
+NS_TRAINING_RECIPE = """\
+name: train_ns
+equation: navier_stokes
+viscosity: 1.0e-3
+resolutions: [32, 64]
+n_samples: 24
+n_records: 6
+record_interval: 1.0
+seed: 3
+dtype: float32
+batch_size: 24
+"""
+
+
+def ns_training_config(data_path: Path, out: Path, epochs: int = 3, **training) -> dict:
+    """A small FNO training config (as a dict) on :func:`ns_files` data."""
+    return {
+        "data": {
+            "path": str(data_path),
+            "input_variables": ["vorticity"],
+            "t_in": 1,
+            "t_out": 1,
+            "time_start": 1,
+            "split": {"train": 16, "val": 4, "test": 4},
+        },
+        "model": {"name": "FNO", "args": {"n_modes": [8, 8], "hidden_channels": 8, "n_layers": 2}},
+        "optimizer": {"lr": 1.0e-2},
+        "training": {
+            "epochs": epochs,
+            "batch_size": 8,
+            "seed": 0,
+            "threads": 1,
+            "output_dir": str(out),
+        }
+        | training,
+    }
+
+
+@pytest.fixture(scope="module")
+def ns_files(tmp_path_factory) -> dict[int, Path]:
+    """Navier–Stokes ν = 1e-3 at 32² and 64² from one 64² solve (24 trajectories), made once
+    per test module."""
+    from opflow.data.recipes import generate, load_recipe
+
+    folder = tmp_path_factory.mktemp("ns")
+    (folder / "recipe.yaml").write_text(NS_TRAINING_RECIPE)
+    return generate(load_recipe(folder / "recipe.yaml"), folder / "ns.nc", progress=False)
+
+
+def write_yaml(path: Path, data: dict) -> Path:
+    """``data`` as a YAML file at ``path``."""
+    import yaml
+
+    path.write_text(yaml.safe_dump(data))
+    return path

@@ -55,18 +55,18 @@ EPOCHS = 20
 
 
 @pytest.fixture(scope="module")
-def ns_files(tmp_path_factory) -> dict[int, Path]:
+def multires_files(tmp_path_factory) -> dict[int, Path]:
     folder = tmp_path_factory.mktemp("ns")
     (folder / "recipe.yaml").write_text(RECIPE)
     return generate(load_recipe(folder / "recipe.yaml"), folder / "ns.nc", progress=False)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
-def test_default_model_keeps_its_error_at_twice_the_training_grid(name, ns_files, tmp_path):
+def test_default_model_keeps_its_error_at_twice_the_training_grid(name, multires_files, tmp_path):
     config = config_from_dict(
         {
             "data": {
-                "path": str(ns_files[32]),
+                "path": str(multires_files[32]),
                 "input_variables": ["vorticity"],
                 "time_start": 1,
                 "split": {"train": 32, "val": 4, "test": 4},
@@ -83,7 +83,9 @@ def test_default_model_keeps_its_error_at_twice_the_training_grid(name, ns_files
         }
     )
     run = train(config, progress=False)
-    coarse, fine = evaluate_run(run, [ns_files[32], ns_files[64]], out_dir=tmp_path / "eval")
+    coarse, fine = evaluate_run(
+        run, [multires_files[32], multires_files[64]], out_dir=tmp_path / "eval"
+    )
     assert fine.grid == [64, 64]
     # learned something: a fraction of persistence's error on the same test pairs
     data = FieldData(config.data)
@@ -112,13 +114,13 @@ def test_the_training_grid_is_filled_in_only_where_the_config_is_silent():
     assert reference({"local_grid": [64, 64]}) == {(64, 64)}
 
 
-def test_multi_resolution_training_draws_each_batch_from_one_grid(ns_files, tmp_path):
+def test_multi_resolution_training_draws_each_batch_from_one_grid(multires_files, tmp_path):
     """``data.path`` lists the 32² and 64² files: every item of both is in exactly one batch
     of an epoch, each batch from one grid; the run trains, records the first grid, and is
     evaluated on both by default."""
     raw = {
         "data": {
-            "path": [str(ns_files[32]), str(ns_files[64])],
+            "path": [str(multires_files[32]), str(multires_files[64])],
             "input_variables": ["vorticity"],
             "time_start": 1,
             "split": {"train": 32, "val": 4, "test": 4},
@@ -150,7 +152,7 @@ def test_multi_resolution_training_draws_each_batch_from_one_grid(ns_files, tmp_
     assert load_trained(run).grid.sizes == [32, 32]  # the first file's grid
     coarse, fine = evaluate_run(run, [], out_dir=tmp_path / "eval")  # the run's own files
     assert (coarse.grid, fine.grid) == ([32, 32], [64, 64])
-    data = FieldData(config.data, ns_files[64])
+    data = FieldData(config.data, multires_files[64])
     x, y = data.dataset("test").batch(range(len(data.dataset("test"))))
     persistence = relative_lp_per_sample(x, y).mean().item()
     assert fine.rel_l2 < 0.5 * persistence, (fine.rel_l2, persistence)
