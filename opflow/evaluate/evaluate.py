@@ -93,7 +93,7 @@ def evaluate_run(
         if modes := kept_modes(surrogate.model):
             data.check_resolution(modes)
         dataset = data.dataset(split)
-        pred, truth = _predict(surrogate, dataset, batch_size)
+        pred, truth, last = _predict(surrogate, dataset, batch_size)
         n_vars = len(task.output_variables)
         errors = per_variable(relative_lp_per_sample, n_vars)(pred, truth)
         label = "x".join(str(n) for n in data.grid.sizes)
@@ -104,7 +104,7 @@ def evaluate_run(
         )
         fields_path = _plot_fields(pred, truth, errors, data, task, out_dir, stem, label)
         sphere = _is_sphere(data)
-        scores = forecast_scores(pred, truth, data, dataset, task, climatology) if sphere else None
+        scores = forecast_scores(pred, truth, last, data, task, climatology) if sphere else None
         finer = _finer(data.grid.sizes, trained.grid.sizes)
         beyond = None
         if finer and base.periodic and not sphere:
@@ -195,15 +195,21 @@ def _warn_if_config_edited(run_dir: Path, trained_with: dict) -> None:
         )
 
 
-def _predict(surrogate, dataset, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Predictions and truths of a whole split, batch by batch."""
-    preds, truths = [], []
+def _predict(
+    surrogate, dataset, batch_size: int
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Predictions and truths of a whole split, batch by batch, and the inputs' last state
+    ``(N, n_inputs, *s)`` (persistence, the forecast baseline)."""
+    task = surrogate.task
+    preds, truths, lasts = [], [], []
     with torch.no_grad():
         for indices in torch.arange(len(dataset)).split(batch_size):
             x, y = dataset.batch(indices)
             truths.append(y)
+            history = x[:, : task.history_channels]
+            lasts.append(history.unflatten(1, (len(task.input_variables), task.t_in))[:, :, -1])
             preds.append(surrogate.predict(x).to("cpu", y.dtype))
-    return torch.cat(preds), torch.cat(truths)
+    return torch.cat(preds), torch.cat(truths), torch.cat(lasts)
 
 
 def _finer(grid: list[int], training: list[int]) -> bool:

@@ -10,7 +10,6 @@ per-point mean of the training split — on a short series that is a mean over d
 from __future__ import annotations
 
 import numpy as np
-import torch
 import xarray as xr
 
 from opflow.data.dataset import FieldData
@@ -20,11 +19,11 @@ from opflow.evaluate.weather import anomaly_correlation, lat_weighted_rmse
 __all__ = ["forecast_scores", "forecast_table"]
 
 
-def forecast_scores(pred, truth, data: FieldData, dataset, task, climatology) -> dict:
+def forecast_scores(pred, truth, last, data: FieldData, task, climatology) -> dict:
     """Latitude-weighted RMSE and ACC per output variable and lead step, averaged over the test
-    pairs, beside the two baselines every forecast must beat: persistence (the last input
-    state, for variables that are inputs) and climatology (the climatology file's fields, or
-    else the per-point mean of the training split)."""
+    pairs, beside the two baselines every forecast must beat: persistence (``last``, the
+    inputs' last state ``(N, n_inputs, *s)``, for variables that are inputs) and climatology
+    (the climatology file's fields, or else the per-point mean of the training split)."""
     lat_dim, lon_dim = data.grid.dims
     coords = data.coords()
     grid = {"lat": coords[lat_dim], "lon": coords[lon_dim]}
@@ -41,8 +40,6 @@ def forecast_scores(pred, truth, data: FieldData, dataset, task, climatology) ->
             values = np.asarray(mean.transpose(lat_dim, lon_dim).values, np.float64)
             clim[var] = xr.DataArray(values, dims=("lat", "lon"), coords=grid)
         source = "mean of the training split"
-    x = torch.cat([dataset.batch(i)[0] for i in torch.arange(len(dataset)).split(64)])
-    history = x[:, : task.history_channels].unflatten(1, (len(task.input_variables), task.t_in))
     dims = ("pair", "step", "lat", "lon")
     scores = {}
     for i, var in enumerate(task.output_variables):
@@ -57,8 +54,8 @@ def forecast_scores(pred, truth, data: FieldData, dataset, task, climatology) ->
             "climatology_source": source,
         }
         if var in task.input_variables:
-            last = history[:, task.input_variables.index(var), -1].double().numpy()
-            persistence = t.copy(data=np.broadcast_to(last[:, None], t.shape))
+            state = last[:, task.input_variables.index(var)].double().numpy()
+            persistence = t.copy(data=np.broadcast_to(state[:, None], t.shape))
             s["persistence_rmse"] = _mean_rmse(persistence, t)
             s["persistence_acc"] = (
                 anomaly_correlation(persistence, t, c).mean("pair").values.tolist()

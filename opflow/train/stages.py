@@ -30,7 +30,7 @@ class FrozenPrediction:
         active, model.active_stages = model.active_stages, model.active_stages - 1
         self.execution = ctx.execution
         self.values: dict[int, torch.Tensor] = {}
-        self.targets_residual = [0.0, 0]  # sum of squares, count: the residual's RMS
+        self._residual_squares = [0.0, 0]  # sum and count of (target - prediction)²
         batches = train_set.batches(batch_size)
         model.eval()
         try:
@@ -40,8 +40,8 @@ class FrozenPrediction:
                     previous = surrogate.forward_normalized(z)
                     target = normalizer.encode(y, task.output_variables, task.t_out)
                     residual = (previous - target).double()
-                    self.targets_residual[0] += residual.square().sum().item()
-                    self.targets_residual[1] += residual.numel()
+                    self._residual_squares[0] += residual.square().sum().item()
+                    self._residual_squares[1] += residual.numel()
                     if task.rollout:  # a rollout's later steps depend on the training stage
                         continue
                     for item, value in zip(items.tolist(), previous.float().cpu()):
@@ -52,7 +52,7 @@ class FrozenPrediction:
     @property
     def residual_rms(self) -> float:
         """RMS of ``target - frozen prediction`` over the training split (normalised units)."""
-        total, count = self.targets_residual
+        total, count = self._residual_squares
         return math.sqrt(total / max(count, 1))
 
     def batch(self, items: torch.Tensor) -> torch.Tensor:
