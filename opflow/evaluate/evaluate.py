@@ -23,14 +23,14 @@ from opflow.data.dataset import DataConfig, FieldData
 from opflow.data.io import atomic_write_json, check_writable, write_dataset
 from opflow.errors import ConfigError
 from opflow.evaluate.forecast import forecast_scores, forecast_table
-from opflow.evaluate.metrics import band_split, spectral_error
+from opflow.evaluate.metrics import spectral_error
 from opflow.evaluate.plots import plot_error_spectra, plot_fields, quantity_label
+from opflow.evaluate.super_resolution import Bands, super_resolution, super_resolution_lines
 from opflow.models.protocols import Staged, kept_modes
 from opflow.norms import per_variable, relative_h1_per_sample, relative_lp_per_sample
 from opflow.run.execution import resolve_device
 from opflow.run.spec import load_trained
 from opflow.schema import from_dict, load_yaml
-from opflow.spectral import fourier_resample
 from opflow.surrogate import Surrogate
 
 __all__ = ["ResolutionResult", "evaluate_run", "format_table"]
@@ -50,8 +50,8 @@ class ResolutionResult:
     fields_plot: str
     # on the sphere: {variable: {"rmse": [per lead step], "acc": [...] (with a climatology)}}
     weather_scores: dict | None = None
-    # periodic grids finer than the training grid: the error in and above the training band,
-    # beside the baseline "predict on the training grid, interpolate" (see _super_resolution)
+    # grids finer than the training grid: the error in and above the training band,
+    # beside the baseline "predict on the training grid, interpolate" (super_resolution.py)
     super_resolution: dict | None = None
 
 
@@ -107,8 +107,13 @@ def evaluate_run(
         scores = forecast_scores(pred, truth, last, data, task, climatology) if sphere else None
         finer = _finer(data.grid.sizes, trained.grid.sizes)
         beyond = None
-        if finer and base.periodic and not sphere:
-            beyond = _super_resolution(surrogate, dataset, batch_size, pred, truth, trained.grid)
+        if finer:
+            space = "periodic" if base.periodic else "closed"
+            if sphere:
+                space = data.ds.attrs.get("sphere_grid", "equiangular")
+            beyond = super_resolution(
+                surrogate, dataset, batch_size, pred, truth, trained.grid, Bands(space)
+            )
         if len(data.grid.sizes) == 2:
             spectra[label] = spectral_error(pred, truth)
             for stage, partial in _stage_predictions(surrogate, dataset, batch_size):
@@ -216,45 +221,6 @@ def _finer(grid: list[int], training: list[int]) -> bool:
     return all(n >= m for n, m in zip(grid, training)) and list(grid) != list(training)
 
 
-def _super_resolution(surrogate, dataset, batch_size, pred, truth, training_grid) -> dict:
-    """On a periodic grid finer than the training grid: the model's relative L2 error split
-    into the band the training grid resolves and the band above it
-    (:func:`~opflow.evaluate.metrics.band_split`), beside the baseline that predicts on the
-    training grid and interpolates (trigonometrically) to this one. A model whose error above
-    the band is not at least 5% below the baseline's adds nothing an interpolation would not."""
-    band, fine = tuple(training_grid.sizes), tuple(truth.shape[2:])
-    preds = []
-    with torch.no_grad():
-        for indices in torch.arange(len(dataset)).split(batch_size):
-            x, y = dataset.batch(indices)
-            coarse = surrogate.predict(fourier_resample(x, band)).to("cpu", y.dtype)
-            preds.append(fourier_resample(coarse, fine))
-    baseline = torch.cat(preds)
-    n_vars = len(surrogate.task.output_variables)
-
-    def split(prediction, part):
-        return (
-            per_variable(lambda p, t: band_split(p, t, band)[part], n_vars)(prediction, truth)
-            .mean()
-            .item()
-        )
-
-    model_above, baseline_above = split(pred, 1), split(baseline, 1)
-    return {
-        "training_grid": list(band),
-        "truth_above_band": split(torch.zeros_like(truth), 1),  # the detail there is to find
-        "rel_l2_in_band": split(pred, 0),
-        "rel_l2_above_band": model_above,
-        "baseline_rel_l2": per_variable(relative_lp_per_sample, n_vars)(baseline, truth)
-        .mean()
-        .item(),
-        "baseline_in_band": split(baseline, 0),
-        "baseline_above_band": baseline_above,
-        # 5% lower at least: a tie within rounding is no super-resolution
-        "beats_interpolation_above_band": model_above < 0.95 * baseline_above,
-    }
-
-
 def _stage_predictions(surrogate, dataset, batch_size: int):
     """For a staged model (SpecBoost): ``(k, prediction of stages 1..k)`` for each earlier
     ``k``, so the error spectrum shows what every stage removes."""
@@ -321,27 +287,8 @@ def format_table(results: list[ResolutionResult], train_grid: list[int] | None =
             f"{r.rel_l2_std:>8.4f} {r.rel_h1:>9.4f}{mark}"
         )
     for r in results:
-        sr = r.super_resolution
-        if not sr:
-            continue
-        if sr["truth_above_band"] < 1e-3:
-            verdict = (
-                f"the truth has {sr['truth_above_band']:.1e} of its norm above the band: this "
-                "grid shows consistency, not super-resolution"
-            )
-        elif sr["beats_interpolation_above_band"]:
-            ratio = sr["rel_l2_above_band"] / sr["baseline_above_band"]
-            verdict = f"better than interpolation above the band ({ratio:.2f}x its error)"
-        else:
-            verdict = "NO BETTER than interpolation above the band"
-        coarse = "x".join(map(str, sr["training_grid"]))
-        lines += [
-            f"  {'x'.join(map(str, r.grid))}, error in / above the {coarse} training band: "
-            f"model {sr['rel_l2_in_band']:.4f} / {sr['rel_l2_above_band']:.4f}; predict at "
-            f"{coarse} and interpolate {sr['baseline_in_band']:.4f} / "
-            f"{sr['baseline_above_band']:.4f} (total {sr['baseline_rel_l2']:.4f})",
-            f"    {verdict}",
-        ]
+        if r.super_resolution:
+            lines += super_resolution_lines(r.super_resolution, r.grid)
     for r in results:
         if r.weather_scores:
             lines += forecast_table(r.weather_scores, r.grid)

@@ -7,7 +7,10 @@ import numpy as np
 import torch
 import xarray as xr
 
-__all__ = ["band_split", "spectral_error"]
+from opflow.spectral import even_extension
+from opflow.spectral.sphere import SphereGrid, sht
+
+__all__ = ["band_split", "sphere_band_split", "spectral_error"]
 
 
 def _shell_energy(field: torch.Tensor) -> np.ndarray:
@@ -69,7 +72,7 @@ def spectral_error(pred: torch.Tensor, truth: torch.Tensor) -> xr.Dataset:
 
 
 def band_split(
-    pred: torch.Tensor, truth: torch.Tensor, band: tuple[int, ...]
+    pred: torch.Tensor, truth: torch.Tensor, band: tuple[int, ...], periodic: bool = True
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The relative L2 error per sample ``(B,)`` split at the band a coarser grid resolves.
 
@@ -78,8 +81,13 @@ def band_split(
     interpolation from it can produce). Returns ``(in band, above band)``, each
     ``||P e|| / ||truth||`` with the band's projection ``P`` (or its complement); the two are
     orthogonal, so ``in² + above²`` is the total relative error squared (Parseval).
-    Periodic fields ``(B, C, *s)`` on the unit torus.
+    Periodic fields ``(B, C, *s)`` on the unit torus; with ``periodic=False``, fields on closed
+    grids (both boundaries among the points), split in their cosine series: the same split of
+    their :func:`~opflow.spectral.even_extension`, whose band from ``m`` points is ``2(m - 1)``.
     """
+    if not periodic:
+        pred, truth = even_extension(pred), even_extension(truth)
+        band = tuple(2 * (m - 1) for m in band)
     dims = tuple(range(2, truth.ndim))
     error = torch.fft.fftn((pred - truth).double(), dim=dims, norm="forward")
     reference = torch.fft.fftn(truth.double(), dim=dims, norm="forward")
@@ -93,4 +101,29 @@ def band_split(
     norm = reference.abs().square().flatten(1).sum(dim=1).sqrt().clamp_min(1e-30)
     low = (power * inside).flatten(1).sum(dim=1).sqrt() / norm
     high = (power * ~inside).flatten(1).sum(dim=1).sqrt() / norm
+    return low.float(), high.float()
+
+
+def sphere_band_split(
+    pred: torch.Tensor, truth: torch.Tensor, band: tuple[int, int], kind: str = "equiangular"
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """:func:`band_split` on the sphere: fields ``(B, C, nlat, nlon)`` on a ``kind`` grid, the
+    band the degrees ``l`` a ``band = (nlat, nlon)`` grid of the same kind resolves
+    (``l < SphereGrid(*band, kind).max_degree``). Norms by Parseval over orthonormal harmonics,
+    ``Σ_l Σ_m c_m |f_l^m|²`` (``c_0 = 1``, else 2), exact for fields band-limited to this grid's
+    degrees. Returns ``(in band, above band)`` relative errors per sample ``(B,)``."""
+    grid = SphereGrid(truth.shape[-2], truth.shape[-1], kind)
+    degrees_in_band = SphereGrid(band[0], band[1], kind).max_degree
+
+    def energy(field):  # (B, C, L, M)
+        coeffs = sht(field.double(), grid)
+        orders = torch.full((coeffs.shape[-1],), 2.0, dtype=torch.float64)
+        orders[0] = 1.0
+        return coeffs.abs().square() * orders
+
+    error = energy(pred - truth)
+    inside = (torch.arange(error.shape[-2]) < degrees_in_band).view(-1, 1)
+    norm = energy(truth).flatten(1).sum(dim=1).sqrt().clamp_min(1e-30)
+    low = (error * inside).flatten(1).sum(dim=1).sqrt() / norm
+    high = (error * ~inside).flatten(1).sum(dim=1).sqrt() / norm
     return low.float(), high.float()

@@ -4,13 +4,21 @@ Knows nothing of models, data or training.
 """
 
 from opflow.spectral.backends import BACKENDS, get_backend, select_backend
-from opflow.spectral.conv import SpectralConv, fourier_resample, mix_modes
+from opflow.spectral.conv import (
+    SpectralConv,
+    cosine_resample,
+    even_extension,
+    fourier_resample,
+    mix_modes,
+)
 from opflow.spectral.fourier import check_grid, kept_frequencies, min_grid_points
 
 __all__ = [
     "BACKENDS",
     "SpectralConv",
     "check_grid",
+    "cosine_resample",
+    "even_extension",
     "fourier_resample",
     "get_backend",
     "kept_frequencies",

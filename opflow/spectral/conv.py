@@ -149,3 +149,32 @@ def fourier_resample(x: torch.Tensor, output_shape: Sequence[int]) -> torch.Tens
         return x
     fft = backends.get_backend("fft")
     return fft.synthesize(fft.analyze(x, spatial), spatial, x.shape[1], out_shape)
+
+
+def even_extension(x: torch.Tensor) -> torch.Tensor:
+    """``x`` ``(B, C, n_1, ..., n_d)`` mirrored about the end points of every spatial axis:
+    ``(B, C, 2(n_1 - 1), ..., 2(n_d - 1))``, each axis ``f_0 .. f_{n-1}, f_{n-2} .. f_1``.
+
+    A field sampled on a closed grid (both boundaries among its points, as Darcy data) becomes
+    a continuous periodic one whose Fourier series is the field's cosine series.
+    """
+    for axis in range(2, x.ndim):
+        n = x.shape[axis]
+        if n < 2:
+            raise ValueError(f"an even extension needs 2 points per axis, got {n}")
+        x = torch.cat([x, x.narrow(axis, 1, n - 2).flip(axis)], dim=axis)
+    return x
+
+
+def cosine_resample(x: torch.Tensor, output_shape: Sequence[int]) -> torch.Tensor:
+    """Band-limited interpolation of ``x`` ``(B, C, *s)`` on closed grids (both end points
+    included, spacing ``1 / (s - 1)``) onto ``output_shape``: the trigonometric interpolation
+    of its :func:`even_extension`, i.e. its cosine series, kept to the modes both grids hold.
+    """
+    out_shape = tuple(int(s) for s in output_shape)
+    if out_shape == tuple(x.shape[2:]):
+        return x
+    extended = fourier_resample(even_extension(x), [2 * (n - 1) for n in out_shape])
+    for axis, n in enumerate(out_shape, start=2):
+        extended = extended.narrow(axis, 0, n)
+    return extended
