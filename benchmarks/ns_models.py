@@ -1,7 +1,7 @@
 """Accuracy: FNO vs LocalNO vs SpecBoost(FNO, FNO) on Navier–Stokes, same data and budget.
 
 Settings, each from its recipe (solved at 128², stored at 64² and 128²): viscosity 1e-3
-(``datasets/navier_stokes_quickstart.yaml``) and the more turbulent 1e-4 and 1e-5
+(``datasets/navier_stokes_1e-3_quickstart.yaml``) and the more turbulent 1e-4 and 1e-5
 (``datasets/navier_stokes_1e-4_quickstart.yaml``, ``..._1e-5_...``). Task: w(t) -> w(t + 1), the
 quickstart's. Every model trains through opflow's trainer for the same number of epochs on the
 same data order (SpecBoost's epochs are split between its two stages, an FNO with 12 modes
@@ -44,7 +44,7 @@ from opflow.train import load_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SETTINGS = {
-    "1e-3": "datasets/navier_stokes_quickstart.yaml",
+    "1e-3": "datasets/navier_stokes_1e-3_quickstart.yaml",
     "1e-4": "datasets/navier_stokes_1e-4_quickstart.yaml",
     "1e-5": "datasets/navier_stokes_1e-5_quickstart.yaml",
 }

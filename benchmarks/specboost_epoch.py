@@ -1,6 +1,6 @@
 """SpecBoost's later-stage epoch against an FNO epoch of that stage's model (issue #30, item 3).
 
-Data: the quickstart's Navier–Stokes file (``datasets/navier_stokes_quickstart.yaml``, 64²,
+Data: the quickstart's Navier–Stokes file (``datasets/navier_stokes_1e-3_quickstart.yaml``, 64²,
 made here if missing). Runs through opflow's trainer, ``--epochs`` per stage, interleaved in
 one process on the same threads:
 
@@ -43,7 +43,7 @@ def main() -> None:
     parser.add_argument("--out", default="bench_specboost")
     args = parser.parse_args()
     out = Path(args.out)
-    recipe = load_recipe(ROOT / "datasets/navier_stokes_quickstart.yaml")
+    recipe = load_recipe(ROOT / "datasets/navier_stokes_1e-3_quickstart.yaml")
     files = output_paths(recipe, out / "data" / "ns.nc")
     if not files[64].exists():
         files = generate(recipe, out / "data" / "ns.nc", progress=False)

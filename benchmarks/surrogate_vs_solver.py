@@ -60,7 +60,7 @@ batch_size: 128
 
 
 def _quickstart_surrogate(out: Path) -> opflow.Surrogate:
-    recipe = load_recipe(ROOT / "datasets/navier_stokes_quickstart.yaml")
+    recipe = load_recipe(ROOT / "datasets/navier_stokes_1e-3_quickstart.yaml")
     paths = output_paths(recipe, out / "data" / "ns.nc")
     if not paths[64].exists():
         generate(recipe, out / "data" / "ns.nc", progress=False)

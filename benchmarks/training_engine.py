@@ -53,7 +53,7 @@ print("RESULT", json.dumps({{"seconds": [r["seconds"] for r in rows], "test": te
 def _quickstart_data(out: Path) -> Path:
     from opflow.data.recipes import generate, load_recipe, output_paths
 
-    recipe = load_recipe(ROOT / "datasets/navier_stokes_quickstart.yaml")
+    recipe = load_recipe(ROOT / "datasets/navier_stokes_1e-3_quickstart.yaml")
     paths = output_paths(recipe, out / "data" / "ns.nc")
     if not paths[64].exists():
         generate(recipe, out / "data" / "ns.nc")
