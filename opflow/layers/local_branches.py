@@ -16,7 +16,6 @@ grow with the stencil (the DISCO stencil grows with the grid: 9×9 at 64², 17×
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import torch
@@ -24,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
-from opflow.spectral import get_backend, mix_modes, select_backend
+from opflow.spectral import mix_complex
 from opflow.spectral.cache import ConstantCache
 from opflow.spectral.precision import full_precision
 
@@ -75,10 +74,11 @@ class LocalBranches(nn.ModuleList):
 
         T(\\xi) = \\sum_{b,l} \\theta_{b,l} \\, \\hat\\psi_{b,l}(\\xi),
 
-    one small matmul against the basis multipliers ``ψ̂`` (the spectral core's analysis of each
-    basis stencil's :func:`circular_kernel`, computed once per grid and cached), then the
-    core's analysis, per-wavenumber channel mixing (:func:`~opflow.spectral.mix_modes`) and
-    synthesis, keeping every wavenumber of the grid. Otherwise each branch runs as a padded
+    one small complex matmul against the basis multipliers ``ψ̂`` (the ``rfftn`` of each basis
+    stencil's :func:`circular_kernel`, computed once per grid and cached), then ``rfftn`` of
+    the input, per-wavenumber complex channel mixing (:func:`~opflow.spectral.mix_complex`
+    on ``rfftn``'s own layout: every wavenumber is kept, so the core's truncated canonical
+    layout would only add copies) and ``irfftn``. Otherwise each branch runs as a padded
     convolution and the outputs are added.
 
     ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
@@ -103,9 +103,10 @@ class LocalBranches(nn.ModuleList):
         self._basis_multipliers = ConstantCache(maxsize=8)
 
     def basis_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-        """The branches' basis stencils as multipliers on ``grid_shape``'s kept wavenumbers:
-        real ``(M, 2, L)`` (``M`` kept modes in the core's order, real and imaginary parts,
-        ``L`` the basis functions of all branches in order), in ``like``'s dtype and device."""
+        """The branches' basis stencils as multipliers on ``grid_shape``'s real-FFT wavenumbers:
+        complex ``(M, L)`` (``M`` the points of ``torch.fft.rfftn``'s output in row-major
+        order, ``L`` the basis functions of all branches in order; zero outside
+        :func:`shared_band`), in ``like``'s precision and device."""
         key = (grid_shape, self.reference_grid, like.dtype, like.device)
         return self._basis_multipliers.get(key, lambda: self._build_multipliers(grid_shape, like))
 
@@ -118,11 +119,14 @@ class LocalBranches(nn.ModuleList):
                   for b in bases]  # fmt: skip
         stencils = torch.cat([F.pad(b, [w for w in ws for _ in (0, 1)])
                               for b, ws in zip(bases, widths)])  # fmt: skip
-        kernels = circular_kernel(stencils[:, None], stencil_grid)  # (L, 1, *stencil_grid)
-        n_modes = shared_band(grid_shape, self.reference_grid)
-        # forward-normalised coefficients times the points: the multiplier, (M, L, [re, im])
-        spectrum = get_backend("fft").analyze(kernels, n_modes) * math.prod(stencil_grid)
-        return spectrum.permute(0, 2, 1).to(like.dtype).to(like.device).contiguous()
+        kernels = circular_kernel(stencils, stencil_grid).double()  # (L, *stencil_grid)
+        dims = tuple(range(1, kernels.ndim))
+        # unnormalised DFT: the forward-normalised coefficients times the points
+        spectrum = torch.fft.rfftn(kernels, dim=dims)
+        if tuple(stencil_grid) != tuple(grid_shape):
+            spectrum = _on_grid(spectrum, shared_band(grid_shape, stencil_grid), grid_shape)
+        dtype = torch.complex128 if like.dtype == torch.float64 else torch.complex64
+        return spectrum.flatten(1).T.to(dtype).to(like.device).contiguous()
 
     @full_precision
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -141,13 +145,40 @@ class LocalBranches(nn.ModuleList):
                 f"a {len(self.reference_grid)}-D grid like the reference {self.reference_grid}",
                 "check the number of spatial dims",
             )
-        basis = self.basis_multipliers(grid_shape, x)  # (M, 2, L)
+        basis = self.basis_multipliers(grid_shape, x)  # (M, L) complex
         coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
         n_out, n_in, n_basis = coefficients.shape
-        # T = Σ_l θ_l ψ̂_l, straight into the mixing's weight layout (M, in, out, [re, im])
-        transfer = basis.reshape(-1, n_basis) @ coefficients.permute(2, 1, 0).reshape(n_basis, -1)
-        weight = transfer.view(-1, 2, n_in, n_out).permute(0, 2, 3, 1)
-        n_modes = shared_band(grid_shape, self.reference_grid)
-        backend = select_backend("auto", grid_shape, n_modes, x.device)
-        mixed = mix_modes(backend.analyze(x, n_modes), weight)
-        return backend.synthesize(mixed, n_modes, n_out, grid_shape)
+        # T(ξ) = Σ_l θ_l ψ̂_l(ξ): one complex matmul, (M, in, out)
+        theta = coefficients.permute(2, 1, 0).reshape(n_basis, n_in * n_out).to(basis.dtype)
+        transfer = (basis @ theta).view(-1, n_in, n_out)
+        # on the real-FFT layout directly: the whole band is kept, so the core's truncated
+        # canonical layout would only add copies (each as large as the activations)
+        dims = tuple(range(2, x.ndim))
+        spectrum = torch.fft.rfftn(x, dim=dims, norm="forward")
+        half = spectrum.shape[2:]
+        mixed = mix_complex(spectrum.flatten(2).permute(2, 0, 1), transfer)  # (M, B, out)
+        mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], n_out, *half)
+        return torch.fft.irfftn(mixed, s=grid_shape, dim=dims, norm="forward")
+
+
+def _on_grid(spectrum: torch.Tensor, band: tuple[int, ...], grid_shape: tuple[int, ...]):
+    """A real-FFT spectrum ``(L, *half)`` of one grid moved onto ``grid_shape``'s real-FFT
+    layout, keeping the wavenumbers ``|k| <= (band - 1) // 2`` per axis (zero elsewhere)."""
+    last = len(grid_shape) - 1
+    source_sizes = spectrum.shape[1:]
+    sources, targets = [], []
+    for axis, (m, n) in enumerate(zip(band, grid_shape)):
+        k_max = (m - 1) // 2
+        k = torch.arange(0 if axis == last else -k_max, k_max + 1)
+        if axis == last:
+            sources.append(k)
+            targets.append(k)
+        else:
+            sources.append(k % source_sizes[axis])
+            targets.append(k % n)
+    half = (*grid_shape[:-1], grid_shape[-1] // 2 + 1)
+    placed = spectrum.new_zeros(spectrum.shape[0], *half)
+    placed[(slice(None), *torch.meshgrid(*targets, indexing="ij"))] = spectrum[
+        (slice(None), *torch.meshgrid(*sources, indexing="ij"))
+    ]
+    return placed

@@ -12,6 +12,7 @@ from opflow.spectral.conv import (
     mix_modes,
 )
 from opflow.spectral.fourier import check_grid, kept_frequencies, min_grid_points
+from opflow.spectral.mixing import mix_complex
 
 __all__ = [
     "BACKENDS",
@@ -23,6 +24,7 @@ __all__ = [
     "get_backend",
     "kept_frequencies",
     "min_grid_points",
+    "mix_complex",
     "mix_modes",
     "select_backend",
 ]
