@@ -22,6 +22,7 @@ zero-shot at 2x (0.093 against 0.015).
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
@@ -112,6 +113,9 @@ class MgNO(nn.Module):
         self.skips = nn.ModuleList(ChannelLinear(c_in, hidden_channels) for c_in in widths[:-1])
         self.projection = ChannelLinear(hidden_channels, out_channels, bias=False)
         self.activation = _ACTIVATIONS[activation]()
+        if n_dim in (2, 3):  # the stencils in the activations' channels-last order (forward)
+            fmt = torch.channels_last if n_dim == 2 else torch.channels_last_3d
+            self.cycles.to(memory_format=fmt)
 
     def forward(self, x):
         if x.ndim != self.n_dim + 2 or x.shape[1] != self.in_channels:
@@ -127,11 +131,23 @@ class MgNO(nn.Module):
         u = x
         for grid in path[1:]:
             u = inject(u) if shift > 0 else interpolate(u, grid, self.boundary)
+        # channels-last activations: oneDNN's convolutions (most of a step: ~100 small 3x3
+        # stencils per forward) run ~1.25x faster on them at MgNO's widths on the CPU
+        u = _channels_last(u)
         for cycle, skip in zip(self.cycles, self.skips):
-            u = self.activation(skip(u, add_to=cycle(u)))
-        u = self.projection(u)
+            u = self.activation(skip(u, add_to=_channels_last(cycle(u))))
+        u = self.projection(u).contiguous()
         for grid in reversed(path[:-1]):
             u = interpolate(u, grid, self.boundary) if shift > 0 else inject(u)
         if self.global_residual:
             u = u + x[:, -self.out_channels :]
         return u
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in channels-last memory order where torch has one (2-D and 3-D grids)."""
+    if x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    if x.ndim == 5:
+        return x.contiguous(memory_format=torch.channels_last_3d)
+    return x

@@ -126,6 +126,11 @@ def mix_complex(spec: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
     ``(M, C_in, C_out)`` -> ``(M, B, C_out)``, ``ŷ_m = x̂_m T_m`` (autograd's conjugate
     convention). For a multiplier on every wavenumber of a grid, where the canonical layout of
     :func:`mix_modes` would only add copies."""
+    if torch.compiler.is_exporting():  # ONNX has no complex matmul: four real ones
+        s, t = torch.view_as_real(spec), torch.view_as_real(transfer)
+        real = torch.bmm(s[..., 0], t[..., 0]) - torch.bmm(s[..., 1], t[..., 1])
+        imag = torch.bmm(s[..., 0], t[..., 1]) + torch.bmm(s[..., 1], t[..., 0])
+        return torch.view_as_complex(torch.stack((real, imag), dim=-1))
     return _MixComplex.apply(spec, transfer)
 
 
