@@ -11,6 +11,7 @@ from opflow.errors import ConfigError, ResolutionError, ShapeError
 from opflow.interop import from_neuralop
 from opflow.layers import ChannelMLP
 from opflow.models import FNO, FNOBlock, build_model
+from opflow.models.skeleton import batch_chunk_size
 from opflow.spectral import fourier_resample
 
 
@@ -164,7 +165,7 @@ def test_batch_chunking_gives_the_same_outputs_and_gradients():
     whole = FNO(n_modes=(8, 8), in_channels=1, out_channels=2, hidden_channels=8, chunk_bytes=None)
     chunked = FNO(n_modes=(8, 8), in_channels=1, out_channels=2, hidden_channels=8, chunk_bytes=1)
     chunked.load_state_dict(whole.state_dict())
-    assert chunked._chunk_size(torch.zeros(5, 1, 16, 16), 256) == 1
+    assert batch_chunk_size(torch.zeros(5, 1, 16, 16), chunked.chunk_bytes, 8 * 256) == 1
     x = torch.randn(5, 1, 16, 16)
     a, b = whole(x), chunked(x)
     assert _rel(b, a) < 1e-6

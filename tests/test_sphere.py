@@ -192,3 +192,21 @@ def test_disco_branch_gives_consistent_outputs_as_the_grid_is_refined():
         errors.append(((outputs[n] - ref).norm() / ref.norm()).item())
     assert errors[0] > errors[1] > errors[2]
     assert errors[2] < 5e-3  # measured 1.1e-3 (17x32: 6.9e-2)
+
+
+def test_sfno_batch_chunks_give_the_same_outputs_and_gradients():
+    from opflow.models import SFNO
+
+    torch.manual_seed(0)
+    args = dict(in_channels=1, out_channels=2, lmax=8, hidden_channels=8, n_layers=2)
+    whole = SFNO(**args, chunk_bytes=None)
+    chunked = SFNO(**args, chunk_bytes=1)  # one sample per chunk
+    chunked.load_state_dict(whole.state_dict())
+    x = torch.randn(5, 1, 17, 32)
+    a, b = whole(x), chunked(x)
+    torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6)
+    a.square().sum().backward()
+    b.square().sum().backward()
+    for (name, p), q in zip(whole.named_parameters(), chunked.parameters()):
+        torch.testing.assert_close(q.grad, p.grad, rtol=1e-4, atol=1e-6, msg=name)
+    assert chunked(x, output_shape=(33, 64)).shape == (5, 2, 33, 64)

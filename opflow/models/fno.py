@@ -28,7 +28,7 @@ from opflow.errors import ConfigError, ShapeError
 from opflow.layers import DomainPadding, GridEmbedding
 from opflow.layers.fno_block import FNOBlock, activation
 from opflow.models.registry import register
-from opflow.models.skeleton import LiftBlocksProject
+from opflow.models.skeleton import LiftBlocksProject, batch_chunk_size, in_batch_chunks
 from opflow.spectral import check_grid
 
 __all__ = ["FNO", "FNOBlock", "activation"]
@@ -163,17 +163,9 @@ class FNO(LiftBlocksProject):
         spatial = tuple(x.shape[2:])
         check_grid(spatial, self.n_modes)
         out_spatial = spatial if output_shape is None else tuple(int(s) for s in output_shape)
-        chunk = self._chunk_size(x, max(math.prod(spatial), math.prod(out_spatial)))
-        if chunk < x.shape[0]:
-            return torch.cat([self._forward(part, spatial, out_spatial) for part in x.split(chunk)])
-        return self._forward(x, spatial, out_spatial)
-
-    def _chunk_size(self, x: torch.Tensor, points: int) -> int:
-        # an exported graph has a dynamic batch: chunking it would fix the batch size
-        if self.chunk_bytes is None or x.device.type != "cpu" or torch.compiler.is_exporting():
-            return x.shape[0]
-        per_sample = self.hidden_channels * points * x.element_size()
-        return max(1, self.chunk_bytes // per_sample)
+        points = max(math.prod(spatial), math.prod(out_spatial))
+        chunk = batch_chunk_size(x, self.chunk_bytes, self.hidden_channels * points)
+        return in_batch_chunks(lambda part: self._forward(part, spatial, out_spatial), x, chunk)
 
     def _forward(
         self, x: torch.Tensor, spatial: tuple[int, ...], out_spatial: tuple[int, ...]

@@ -3,7 +3,8 @@
     x -> [positional embedding] -> lifting MLP -> n_layers blocks -> projection MLP
 
 Only the blocks differ (a planar or spherical spectral conv, with or without local branches);
-FNO adds domain padding around the blocks and runs large batches in chunks.
+FNO adds domain padding around the blocks. Both run large CPU batches in chunks
+(:func:`batch_chunk_size`).
 """
 
 from __future__ import annotations
@@ -15,7 +16,29 @@ from torch import nn
 
 from opflow.layers import ChannelMLP
 
-__all__ = ["LiftBlocksProject"]
+__all__ = ["LiftBlocksProject", "batch_chunk_size", "in_batch_chunks"]
+
+
+def batch_chunk_size(x: torch.Tensor, chunk_bytes: int | None, values_per_sample: int) -> int:
+    """Samples per chunk so that one chunk's hidden activations (``values_per_sample`` numbers
+    of ``x``'s dtype each) take at most ``chunk_bytes`` (at least one sample); the whole batch
+    where chunking does not apply.
+
+    On the CPU, samples are independent, so chunks give the same result while the working set
+    stays in cache and no activation is large enough for the C library to map fresh pages for
+    it on every call (measured in ``benchmarks/RESULTS.md``: FNO; SFNO 1.35x at 64x128). Not
+    on GPUs, nor in an exported graph, whose batch is dynamic.
+    """
+    if chunk_bytes is None or x.device.type != "cpu" or torch.compiler.is_exporting():
+        return x.shape[0]
+    return max(1, chunk_bytes // (values_per_sample * x.element_size()))
+
+
+def in_batch_chunks(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, chunk: int):
+    """``fn(x)``, computed over ``x``'s batch in chunks of ``chunk`` samples."""
+    if chunk < x.shape[0]:
+        return torch.cat([fn(part) for part in x.split(chunk)])
+    return fn(x)
 
 
 class LiftBlocksProject(nn.Module):
