@@ -44,10 +44,12 @@ class Bands:
         points are among this grid's (what a subsampled training file holds for the same
         state), band-limited resampling otherwise (and always on the sphere, whose multi-grid
         files hold truncated spectra)."""
+        if self.sphere:
+            return self.resample(x, band)
         steps = []
         for n, m in zip(x.shape[2:], band):
             fine, coarse = (n - 1, m - 1) if self.space == "closed" else (n, m)
-            if self.sphere or fine % coarse:
+            if fine % coarse:
                 return self.resample(x, band)
             steps.append(fine // coarse)
         return x[(..., *(slice(None, None, step) for step in steps))]

@@ -26,7 +26,7 @@ def batch_chunk_size(x: torch.Tensor, chunk_bytes: int | None, values_per_sample
 
     On the CPU, samples are independent, so chunks give the same result while the working set
     stays in cache and no activation is large enough for the C library to map fresh pages for
-    it on every call (measured in ``benchmarks/RESULTS.md``: FNO; SFNO 1.35x at 64x128). Not
+    it on every call (``benchmarks/RESULTS.md``: the FNO; SFNO 1.1x at 64x128, 1.4x at 128x256). Not
     on GPUs, nor in an exported graph, whose batch is dynamic.
     """
     if chunk_bytes is None or x.device.type != "cpu" or torch.compiler.is_exporting():
