@@ -78,7 +78,7 @@ OVERRIDES = {
 HIGH_K = 8
 
 
-def _high_share(run_dir: Path, data_path: Path) -> float:
+def high_wavenumber_share(run_dir: Path, data_path: Path) -> float:
     """Share of the test error energy at |k| >= HIGH_K, from the run's saved predictions."""
     import xarray as xr
 
@@ -89,7 +89,7 @@ def _high_share(run_dir: Path, data_path: Path) -> float:
     return float(energy[HIGH_K:].sum() / energy.sum())
 
 
-def _zero_shot_with_per_grid_stencils(run_dir: Path, fine: Path) -> float:
+def zero_shot_with_per_grid_stencils(run_dir: Path, fine: Path) -> float:
     """Zero-shot error of a LocalNO run with its local stencils rebuilt for the finer grid's
     spacing (``local_grid: null``, the paper's kernels) instead of kept on the training grid
     (the default since issue #27)."""
@@ -152,10 +152,10 @@ def main() -> None:
                 "seconds_per_epoch": round(statistics.median(r["seconds"] for r in log), 1),
                 "rel_l2": results[0].rel_l2,
                 "rel_l2_2x": results[1].rel_l2,
-                "high_k_share": _high_share(run_dir, coarse),
+                "high_k_share": high_wavenumber_share(run_dir, coarse),
             }
             if name == "LocalNO":  # the same weights, stencils rebuilt for the finer grid
-                rows[key]["rel_l2_2x_per_grid_stencils"] = _zero_shot_with_per_grid_stencils(
+                rows[key]["rel_l2_2x_per_grid_stencils"] = zero_shot_with_per_grid_stencils(
                     run_dir, fine
                 )
             summary_path.parent.mkdir(parents=True, exist_ok=True)
