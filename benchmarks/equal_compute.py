@@ -305,7 +305,7 @@ def tables(key: str, epochs: int, rows: dict) -> str:
         header = " | ".join(t for _, t in problem.columns)
         lines += [
             "",
-            f"{title} (budget: the {problem.reference}'s {epochs} epochs)",
+            f"{title} (budget: {epochs} epochs of the reference, {problem.reference})",
             f"| model | params | epochs | wall time (s, fastest seed) | seeds | {header} |",
             "|---|---|---|---|---|" + "---|" * len(problem.columns),
         ]
