@@ -23,8 +23,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
-from opflow.spectral import mix_complex
 from opflow.spectral.cache import ConstantCache
+from opflow.spectral.multiplier import fourier_multiply
 from opflow.spectral.precision import full_precision
 
 __all__ = ["LocalBranches", "circular_kernel", "shared_band"]
@@ -75,10 +75,10 @@ class LocalBranches(nn.ModuleList):
         T(\\xi) = \\sum_{b,l} \\theta_{b,l} \\, \\hat\\psi_{b,l}(\\xi),
 
     one small complex matmul against the basis multipliers ``ψ̂`` (the ``rfftn`` of each basis
-    stencil's :func:`circular_kernel`, computed once per grid and cached), then ``rfftn`` of
-    the input, per-wavenumber complex channel mixing (:func:`~opflow.spectral.mix_complex`
-    on ``rfftn``'s own layout: every wavenumber is kept, so the core's truncated canonical
-    layout would only add copies) and ``irfftn``. Otherwise each branch runs as a padded
+    stencil's :func:`circular_kernel`, computed once per grid and cached), then the multiplier
+    applied on ``rfftn``'s own layout (:func:`~opflow.spectral.multiplier.fourier_multiply`:
+    every wavenumber is kept, so the core's truncated canonical layout would only add
+    copies). Otherwise each branch runs as a padded
     convolution and the outputs are added.
 
     ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
@@ -153,12 +153,7 @@ class LocalBranches(nn.ModuleList):
         transfer = (basis @ theta).view(-1, n_in, n_out)
         # on the real-FFT layout directly: the whole band is kept, so the core's truncated
         # canonical layout would only add copies (each as large as the activations)
-        dims = tuple(range(2, x.ndim))
-        spectrum = torch.fft.rfftn(x, dim=dims, norm="forward")
-        half = spectrum.shape[2:]
-        mixed = mix_complex(spectrum.flatten(2).permute(2, 0, 1), transfer)  # (M, B, out)
-        mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], n_out, *half)
-        return torch.fft.irfftn(mixed, s=grid_shape, dim=dims, norm="forward")
+        return fourier_multiply(x, transfer)
 
 
 def _on_grid(spectrum: torch.Tensor, band: tuple[int, ...], grid_shape: tuple[int, ...]):

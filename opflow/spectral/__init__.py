@@ -12,7 +12,7 @@ from opflow.spectral.conv import (
     mix_modes,
 )
 from opflow.spectral.fourier import check_grid, kept_frequencies, min_grid_points
-from opflow.spectral.mixing import mix_complex
+from opflow.spectral.multiplier import fourier_multiply
 
 __all__ = [
     "BACKENDS",
@@ -20,11 +20,11 @@ __all__ = [
     "check_grid",
     "cosine_resample",
     "even_extension",
+    "fourier_multiply",
     "fourier_resample",
     "get_backend",
     "kept_frequencies",
     "min_grid_points",
-    "mix_complex",
     "mix_modes",
     "select_backend",
 ]

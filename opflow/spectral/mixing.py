@@ -19,7 +19,6 @@ __all__ = [
     "add_bias",
     "block_weight",
     "mix_backward",
-    "mix_complex",
     "mix_modes",
     "zero_mode_index",
 ]
@@ -96,42 +95,6 @@ def mix_modes(spec: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
     ``[Xr Wr - Xi Wi | Xr Wi + Xi Wr]``, the complex product, in one GEMM per mode.
     """
     return _MixModes.apply(spec, weight)
-
-
-class _MixComplex(torch.autograd.Function):
-    """``bmm`` of complex tensors whose operands and gradients are made contiguous first: on
-    a strided (permuted) complex operand torch's CPU ``bmm`` falls back to one small copy and
-    matmul per mode, several times slower than the whole product."""
-
-    @staticmethod
-    def forward(ctx, spec, transfer):
-        spec, transfer = spec.contiguous(), transfer.contiguous()
-        ctx.save_for_backward(spec, transfer)
-        return torch.bmm(spec, transfer)
-
-    @staticmethod
-    def backward(ctx, grad):
-        spec, transfer = ctx.saved_tensors
-        grad = grad.contiguous()
-        grad_spec = grad_transfer = None
-        if ctx.needs_input_grad[0]:
-            grad_spec = torch.bmm(grad, transfer.mH)
-        if ctx.needs_input_grad[1]:
-            grad_transfer = torch.bmm(spec.mH.contiguous(), grad)
-        return grad_spec, grad_transfer
-
-
-def mix_complex(spec: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """Per-mode complex channel mixing on a complex spectrum: ``(M, B, C_in)`` times
-    ``(M, C_in, C_out)`` -> ``(M, B, C_out)``, ``ŷ_m = x̂_m T_m`` (autograd's conjugate
-    convention). For a multiplier on every wavenumber of a grid, where the canonical layout of
-    :func:`mix_modes` would only add copies."""
-    if torch.compiler.is_exporting():  # ONNX has no complex matmul: four real ones
-        s, t = torch.view_as_real(spec), torch.view_as_real(transfer)
-        real = torch.bmm(s[..., 0], t[..., 0]) - torch.bmm(s[..., 1], t[..., 1])
-        imag = torch.bmm(s[..., 0], t[..., 1]) + torch.bmm(s[..., 1], t[..., 0])
-        return torch.view_as_complex(torch.stack((real, imag), dim=-1))
-    return _MixComplex.apply(spec, transfer)
 
 
 def add_bias(spec: torch.Tensor, bias: torch.Tensor, n_modes: Sequence[int]) -> None:
