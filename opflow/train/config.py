@@ -90,6 +90,9 @@ class TrainingConfig:
     ``init_from``: start from the weights (and normaliser) of another run's best checkpoint
     instead of random ones — e.g. fine-tune a one-step model on multi-step rollouts
     (``rollout: true``, ``data.t_out: 4``), as weather models are trained.
+    ``retain_cpu_memory``: on the CPU, keep freed memory in the process for the next step's
+    tensors instead of returning it to the system (:func:`opflow.run.execution.
+    retain_freed_cpu_memory`; 1.7x faster LocalNO steps at 128²).
     ``spatial_parallel``: processes that share each field (domain parallelism,
     :mod:`opflow.models.sharded`): ``P`` consecutive ranks split every sample's first spatial
     axis, and the ``world / P`` groups of them split the batches (data parallelism).
@@ -110,6 +113,7 @@ class TrainingConfig:
     collective_timeout_s: float = 300.0
     spatial_parallel: int = 1
     init_from: str | None = None
+    retain_cpu_memory: bool = True
 
     def validate(self) -> None:
         if self.epochs < 1 or self.batch_size < 1 or self.checkpoint_every < 1:

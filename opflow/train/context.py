@@ -16,7 +16,7 @@ from opflow.data.dataset import FieldData
 from opflow.models.sharded import ShardedFNO
 from opflow.run import distributed
 from opflow.run.distributed import ProcessGroup
-from opflow.run.execution import Execution
+from opflow.run.execution import Execution, retain_freed_cpu_memory
 from opflow.run.spec import PhysicalTaskModel, TaskModel
 from opflow.surrogate import Surrogate
 from opflow.train.config import Config
@@ -51,6 +51,8 @@ def run_context(config: Config, data: FieldData) -> RunContext:
     """Resolve the device and precision, join the process group torchrun set up (if any)."""
     tcfg = config.training
     execution = Execution.resolve(tcfg.device, tcfg.precision)
+    if execution.device.type == "cpu" and tcfg.retain_cpu_memory:
+        retain_freed_cpu_memory()
     group = distributed.join(execution.device, tcfg.collective_timeout_s, tcfg.spatial_parallel)
     if group.is_distributed and execution.device.type == "cuda":  # pragma: no cover - GPU
         execution = dataclasses.replace(execution, device=torch.device("cuda", group.local_rank))
