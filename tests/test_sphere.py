@@ -47,6 +47,39 @@ def test_sht_matches_torch_harmonics(grid, backend):
     assert (field - ref_field).abs().max() <= 1e-5 * ref_field.abs().max()
 
 
+def test_sht_of_a_large_batch_matches_torch_harmonics():
+    """The same comparison on 1024 fields of 64x128 (8 MB of coefficients): sht and isht move
+    large spectra between the batch-outer and the order-outer layouts one degree at a time."""
+    grid, lmax = SphereGrid(64, 128), 32
+    x = torch.randn(4, 256, *grid.shape, generator=torch.Generator().manual_seed(2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        forward = th.RealSHT(*grid.shape, lmax, lmax, grid=grid.kind)
+        inverse = th.InverseRealSHT(*grid.shape, lmax, lmax, grid=grid.kind)
+    ref = forward(x)
+    assert ref.numel() * ref.element_size() > 4 * 2**20  # above the one-pass copy's size
+    coeffs = sht(x, grid, lmax, lmax)
+    assert (coeffs - ref).abs().max() <= 1e-5 * ref.abs().max()
+    ref_field = inverse(ref)
+    assert (isht(ref, grid) - ref_field).abs().max() <= 1e-5 * ref_field.abs().max()
+
+
+def test_float32_legendre_matrices_hold_no_denormal_numbers():
+    """At 128x256 (lmax 64) high orders' Legendre values near the poles fall below float32's
+    normal range; the transform's float32 matrices hold zeros there instead (denormal
+    operands run tens of times slower), and lose nothing the float64 ones resolve: every
+    entry agrees to float32 rounding of the largest."""
+    from opflow.spectral.sphere.transform import legendre_analysis, legendre_synthesis
+
+    grid, cpu = SphereGrid(128, 256), torch.device("cpu")
+    for matrices in (legendre_analysis, legendre_synthesis):
+        single = matrices(grid, 64, 64, torch.float32, cpu)
+        double = matrices(grid, 64, 64, torch.float64, cpu)
+        nonzero = single[single != 0].abs()
+        assert nonzero.min() >= torch.finfo(torch.float32).tiny
+        assert (single.double() - double).abs().max() <= 1e-7 * double.abs().max()
+
+
 @pytest.mark.parametrize(
     "grid", [*TH_GRIDS, SphereGrid(32, 64, "equiangular-no-poles")], ids=lambda g: g.kind
 )

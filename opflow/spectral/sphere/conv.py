@@ -165,17 +165,18 @@ class SphericalConv(nn.Module):
         return y if self.bias is None else y + self.bias
 
     def mix(self, spec: torch.Tensor, orders: slice = slice(None)) -> torch.Tensor:
-        """Apply ``K`` to a spectrum ``(m, lmax, B, 2, in)`` of the orders ``orders`` (all by
-        default; a slice when the orders are sharded across ranks) -> ``(m, lmax, B, 2, out)``."""
-        n_orders, _, batch = spec.shape[:3]
-        if self.operator == "diagonal":
-            flat = spec.reshape(n_orders * self.lmax, batch, 2 * self.in_channels)
+        """Apply ``K`` to a spectrum ``(m, lmax, 2, B, in)`` of the orders ``orders`` (all by
+        default; a slice when the orders are sharded across ranks) -> ``(m, lmax, 2, B, out)``."""
+        n_orders, _, _, batch = spec.shape[:4]
+        if self.operator == "diagonal":  # mix_modes' layout: (m*l, B, [real | imaginary])
+            flat = spec.transpose(2, 3).reshape(n_orders * self.lmax, batch, 2 * self.in_channels)
             weight = self.weight[orders].reshape(-1, self.in_channels, self.out_channels, 2)
-            mixed = mix_modes(flat, weight)
-        else:
-            flat = spec.reshape(n_orders, self.lmax, batch * 2, self.in_channels)
-            mixed = torch.matmul(flat, self.degree_weights())
-        return mixed.view(n_orders, self.lmax, batch, 2, self.out_channels)
+            mixed = mix_modes(flat, weight).view(n_orders, self.lmax, batch, 2, -1)
+            return mixed.transpose(2, 3)
+        # real per-degree weights: the part and batch rows alike
+        flat = spec.reshape(n_orders, self.lmax, 2 * batch, self.in_channels)
+        mixed = torch.matmul(flat, self.degree_weights())
+        return mixed.view(n_orders, self.lmax, 2, batch, self.out_channels)
 
     def extra_repr(self) -> str:
         return (

@@ -65,22 +65,22 @@ class ShardedSphericalConv(nn.Module):
         order_sizes = shard_sizes(mmax, size)
         orders = slice(*shard_bounds(mmax, size)[rank])
 
-        # 1. longitudes: (B, C, nlat_r, nlon) -> (nlat_r, mmax, B*2*C)
+        # 1. longitudes: (B, C, nlat_r, nlon) -> (nlat_r, mmax, 2*B*C)
         longitude = sht_ops.longitude_analysis(grid.nlon, mmax, dtype, device)
-        t = (x @ longitude.T).view(batch, conv.in_channels, rows_in[rank], 2, mmax)
-        t = t.permute(2, 4, 0, 3, 1).reshape(rows_in[rank], mmax, -1)
-        # 2. every latitude of the rank's orders: (m_r, nlat, B*2*C)
+        t = (x @ longitude.T).view(batch, conv.in_channels, rows_in[rank], mmax, 2)
+        t = t.permute(2, 3, 4, 0, 1).reshape(rows_in[rank], mmax, -1)
+        # 2. every latitude of the rank's orders: (m_r, nlat, 2*B*C)
         t = exchange(t, rows_in, order_sizes, self.group)
         # 3. Legendre analysis, K, Legendre synthesis onto the output latitudes
         analysis = sht_ops.legendre_analysis(grid, conv.lmax, mmax, dtype, device)[orders]
-        spec = torch.bmm(analysis, t).view(-1, conv.lmax, batch, 2, conv.in_channels)
+        spec = torch.bmm(analysis, t).view(-1, conv.lmax, 2, batch, conv.in_channels)
         spec = conv.mix(spec, orders)
         synthesis = sht_ops.legendre_synthesis(out_grid, conv.lmax, mmax, dtype, device)
         t = torch.bmm(synthesis[orders], spec.reshape(spec.shape[0], conv.lmax, -1))
-        # 4. the rank's output latitudes, every order: (nlat'_r, mmax, B*2*C_out)
+        # 4. the rank's output latitudes, every order: (nlat'_r, mmax, 2*B*C_out)
         t = exchange(t, order_sizes, rows_out, self.group)
         # 5. longitudes onto the output grid
-        t = t.view(rows_out[rank], mmax, batch, 2, conv.out_channels).permute(2, 4, 0, 3, 1)
+        t = t.view(rows_out[rank], mmax, 2, batch, conv.out_channels).permute(3, 4, 0, 1, 2)
         t = t.reshape(batch, conv.out_channels, rows_out[rank], 2 * mmax)
         y = t @ sht_ops.longitude_synthesis(out_grid.nlon, mmax, dtype, device).T
         return y if conv.bias is None else y + conv.bias
