@@ -187,23 +187,26 @@ def test_cached_constants_are_bounded_per_device_and_guarded_against_writes():
     fourier.analysis_step.cache_clear()
 
 
-def test_fourier_multiplier_equals_the_composition_in_values_and_gradients():
-    """fourier_multiply (a hand-written backward: two real transforms and two bmm) against
-    autograd through rfftn -> per-wavenumber complex bmm -> irfftn, in float64 to 1e-12:
-    values and the gradients of the field and the transfer, on even and odd grids in 1-3 D
-    (the half axis' weights differ at Nyquist)."""
-    from opflow.spectral.multiplier import fourier_multiply, fourier_multiply_reference
+def test_fourier_multiplier_equals_the_composition_in_values_and_gradients(monkeypatch):
+    """fourier_multiply (T = basis @ θ built chunk by chunk of wavenumbers, a hand-written
+    backward) against autograd through the whole T, rfftn -> per-wavenumber complex product
+    -> irfftn, in float64 to 1e-12: values and the gradients of the field and θ, on even and
+    odd grids in 1-3 D (the half axis' weights differ at Nyquist), with chunks that do and do
+    not divide the wavenumbers."""
+    from opflow.spectral import multiplier
 
+    monkeypatch.setattr(multiplier, "MODES_PER_CHUNK", 7)
     torch.manual_seed(0)
     for shape in [(3, 4, 16, 16), (3, 4, 15, 10), (2, 3, 9), (2, 3, 8), (2, 2, 6, 5, 4)]:
         x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
         modes = math.prod((*shape[2:-1], shape[-1] // 2 + 1))
-        transfer = torch.randn(modes, shape[1], 5, dtype=torch.complex128, requires_grad=True)
+        basis = torch.randn(modes, 6, dtype=torch.complex128)
+        theta = torch.randn(6, shape[1], 5, dtype=torch.float64, requires_grad=True)
         upstream = torch.randn(shape[0], 5, *shape[2:], dtype=torch.float64)
-        got = fourier_multiply(x, transfer)
-        want = fourier_multiply_reference(x, transfer)
+        got = multiplier.fourier_multiply(x, basis, theta)
+        want = multiplier.fourier_multiply_reference(x, basis, theta)
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
-        grads = torch.autograd.grad(got, (x, transfer), upstream)
-        expected = torch.autograd.grad(want, (x, transfer), upstream)
+        grads = torch.autograd.grad(got, (x, theta), upstream)
+        expected = torch.autograd.grad(want, (x, theta), upstream)
         for g, e in zip(grads, expected):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)

@@ -74,11 +74,11 @@ class LocalBranches(nn.ModuleList):
 
         T(\\xi) = \\sum_{b,l} \\theta_{b,l} \\, \\hat\\psi_{b,l}(\\xi),
 
-    one small complex matmul against the basis multipliers ``ψ̂`` (the ``rfftn`` of each basis
-    stencil's :func:`circular_kernel`, computed once per grid and cached), then the multiplier
-    applied on ``rfftn``'s own layout (:func:`~opflow.spectral.multiplier.fourier_multiply`:
-    every wavenumber is kept, so the core's truncated canonical layout would only add
-    copies). Otherwise each branch runs as a padded
+    a combination of the basis multipliers ``ψ̂`` (the ``rfftn`` of each basis stencil's
+    :func:`circular_kernel`, computed once per grid and cached), applied on ``rfftn``'s own
+    layout by :func:`~opflow.spectral.multiplier.fourier_multiply` (every wavenumber is kept,
+    so the core's truncated canonical layout would only add copies; ``T`` is built chunk by
+    chunk of wavenumbers, never whole). Otherwise each branch runs as a padded
     convolution and the outputs are added.
 
     ``reference_grid`` (periodic only): build the stencils on this grid (the training grid)
@@ -147,13 +147,9 @@ class LocalBranches(nn.ModuleList):
             )
         basis = self.basis_multipliers(grid_shape, x)  # (M, L) complex
         coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
-        n_out, n_in, n_basis = coefficients.shape
-        # T(ξ) = Σ_l θ_l ψ̂_l(ξ): one complex matmul, (M, in, out)
-        theta = coefficients.permute(2, 1, 0).reshape(n_basis, n_in * n_out).to(basis.dtype)
-        transfer = (basis @ theta).view(-1, n_in, n_out)
-        # on the real-FFT layout directly: the whole band is kept, so the core's truncated
-        # canonical layout would only add copies (each as large as the activations)
-        return fourier_multiply(x, transfer)
+        # T(ξ) = Σ_l θ_l ψ̂_l(ξ) on rfftn's own layout: every wavenumber is kept, so the
+        # core's truncated canonical layout would only add copies
+        return fourier_multiply(x, basis, coefficients.permute(2, 1, 0))
 
 
 def _on_grid(spectrum: torch.Tensor, band: tuple[int, ...], grid_shape: tuple[int, ...]):

@@ -1,31 +1,44 @@
-r"""A Fourier multiplier on every wavenumber of a periodic grid, with a hand-written backward.
+r"""A Fourier multiplier on every wavenumber of a periodic grid, spanned by basis multipliers.
 
-For a real field ``x`` ``(B, C_in, *s)`` and a complex transfer ``T(ξ)`` ``(M, C_in, C_out)``
-on ``torch.fft.rfftn``'s wavenumbers (``M`` the points of its output, row-major),
+For a real field ``x`` ``(B, C_in, *s)``, basis multipliers ``ψ̂_l(ξ)`` ``(M, L)`` (complex,
+on ``torch.fft.rfftn``'s ``M`` wavenumbers in row-major order) and real coefficients ``θ_l``
+``(L, C_in, C_out)``,
 
 .. math::
 
-    y = \mathcal F^{-1}\big[\hat x(\xi)\, T(\xi)\big], \qquad
-    \hat x = \mathrm{rfftn}(x) / N,\quad y = \mathrm{irfftn}(\hat y) \cdot N / N,
+    T(\xi) = \sum_l \hat\psi_l(\xi)\, \theta_l, \qquad
+    y = \mathrm{irfftn}\big(\mathrm{rfftn}(x, \text{norm="forward"})\, T,
+        \text{norm="forward"}\big),
 
-i.e. ``irfftn(rfftn(x, norm="forward") T, norm="forward")`` (the multiplier of a circular
-convolution: :class:`opflow.layers.local_branches.LocalBranches`).
+the multiplier of a circular convolution whose kernel is a combination of fixed stencils
+(:class:`opflow.layers.local_branches.LocalBranches`).
 
-The adjoint of a real Fourier multiplier is the multiplier by ``T^H``, so the input's gradient
-is the same three steps on the upstream gradient ``g``; the transfer's is
-``N w(ξ) x̂(ξ)^H ĝ(ξ)`` with ``ĝ = rfftn(g, norm="forward")`` and ``w = 2`` on the half axis'
-interior wavenumbers (each stands for itself and its mirror image), ``1`` at 0 and Nyquist.
-Autograd through the composition differentiates ``rfftn`` by a full complex transform of a
-zero-padded gradient (twice the work of a real one, plus the padding) and keeps more
-full-size temporaries; this node does two real transforms and two ``bmm`` s. On the CPU every
-large temporary costs fresh pages, so the fewer the better (``benchmarks/RESULTS.md``).
+``T`` is never held whole: it is ``M x C_in x C_out`` complex — at 128², width 32, 68 MB, twice
+the activations — so building it, reading it in the product and again (conjugated) in the
+backward, and writing and reducing its gradient are passes through memory that cost more than
+the products. The wavenumbers are taken in chunks of :data:`MODES_PER_CHUNK` instead: per
+chunk ``T`` is built, applied and dropped while in cache, and in the backward rebuilt, and
+its gradient folded into ``θ``'s at once (``benchmarks/RESULTS.md``).
+
+Backward: the adjoint of a real Fourier multiplier is the multiplier by ``T^H``, so the
+field's gradient is the same three steps applied to the upstream gradient ``g``; the
+transfer's is ``N w(ξ) x̂(ξ)^H ĝ(ξ)`` with ``ĝ = rfftn(g, norm="forward")``, ``N`` the grid's
+points and ``w = 2`` on the half axis' interior wavenumbers (each stands for itself and its
+mirror image), ``1`` at 0 and Nyquist; ``θ``'s is ``Re Σ_ξ ψ̂_l(ξ)^* ∂T(ξ)``. Autograd through
+the composition would also differentiate ``rfftn`` by a full complex transform of a
+zero-padded gradient (twice the work of a real one, plus the padding).
 """
 
 from __future__ import annotations
 
+import math
+
 import torch
 
-__all__ = ["fourier_multiply", "fourier_multiply_reference"]
+__all__ = ["MODES_PER_CHUNK", "fourier_multiply", "fourier_multiply_reference"]
+
+MODES_PER_CHUNK = 256
+"""Wavenumbers per chunk: ``T``'s chunk is 2 MB at width 32 (measured: 128 to 512 alike)."""
 
 
 def _to_modes(spectrum: torch.Tensor) -> torch.Tensor:
@@ -33,83 +46,97 @@ def _to_modes(spectrum: torch.Tensor) -> torch.Tensor:
     return spectrum.flatten(2).permute(2, 0, 1).contiguous()
 
 
-def _apply(x: torch.Tensor, transfer: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(y, x̂ as (M, B, C_in))`` for :func:`fourier_multiply`, outside autograd."""
-    dims = tuple(range(2, x.ndim))
-    spectrum = torch.fft.rfftn(x, dim=dims, norm="forward")
-    half = spectrum.shape[2:]
-    modes = _to_modes(spectrum)
-    del spectrum
-    mixed = torch.bmm(modes, transfer)  # (M, B, C_out)
-    mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], transfer.shape[2], *half)
-    return torch.fft.irfftn(mixed, s=x.shape[2:], dim=dims, norm="forward"), modes
+def _from_modes(modes: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
+    """``(M, B, C)`` spectrum -> the real field ``(B, C, *spatial)`` (``irfftn``)."""
+    half = (*spatial[:-1], spatial[-1] // 2 + 1)
+    spectrum = modes.permute(1, 2, 0).reshape(modes.shape[1], modes.shape[2], *half)
+    dims = tuple(range(2, 2 + len(spatial)))
+    return torch.fft.irfftn(spectrum, s=spatial, dim=dims, norm="forward")
 
 
-def _half_axis_weights(n_last: int, n_modes: int, like: torch.Tensor) -> torch.Tensor:
-    """``w(ξ)`` over the ``M`` modes: 2 where the last (half) axis' wavenumber has a mirror
-    image that rfftn leaves out, 1 at 0 and (even ``n_last``) at Nyquist; ``(M, 1, 1)``."""
-    n_half = n_last // 2 + 1
-    w = torch.full((n_half,), 2.0, dtype=like.real.dtype, device=like.device)
-    w[0] = 1.0
+def _half_axis_weights(spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """``N w(ξ)`` over the ``M`` wavenumbers (row-major), real ``(M, 1, 1)``."""
+    n_last = spatial[-1]
+    w = torch.full((n_last // 2 + 1,), 2.0 * math.prod(spatial), dtype=like.real.dtype)
+    w[0] = w[0] / 2
     if n_last % 2 == 0:
-        w[-1] = 1.0
-    return w.repeat(n_modes // n_half).view(-1, 1, 1)
+        w[-1] = w[-1] / 2
+    return w.to(like.device).repeat(math.prod(spatial[:-1])).view(-1, 1, 1)
+
+
+def _chunks(n_modes: int):
+    return (slice(s, s + MODES_PER_CHUNK) for s in range(0, n_modes, MODES_PER_CHUNK))
 
 
 class _FourierMultiply(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, transfer):
-        transfer = transfer.contiguous()
-        y, modes = _apply(x, transfer)
-        ctx.save_for_backward(modes, transfer)
-        ctx.spatial = tuple(x.shape[2:])
-        return y
+    def forward(ctx, x, basis, coefficients):
+        n_basis, c_in, c_out = coefficients.shape
+        theta = coefficients.reshape(n_basis, c_in * c_out).to(basis.dtype)
+        spatial = tuple(x.shape[2:])
+        modes = _to_modes(torch.fft.rfftn(x, dim=tuple(range(2, x.ndim)), norm="forward"))
+        mixed = modes.new_empty(modes.shape[0], modes.shape[1], c_out)
+        for part in _chunks(modes.shape[0]):
+            transfer = (basis[part] @ theta).view(-1, c_in, c_out)
+            torch.bmm(modes[part], transfer, out=mixed[part])
+        ctx.save_for_backward(modes, basis, theta)
+        ctx.spatial, ctx.shape = spatial, coefficients.shape
+        return _from_modes(mixed, spatial)
 
     @staticmethod
     def backward(ctx, grad):
-        modes, transfer = ctx.saved_tensors
-        spatial = ctx.spatial
+        modes, basis, theta = ctx.saved_tensors
+        spatial, (n_basis, c_in, c_out) = ctx.spatial, ctx.shape
         dims = tuple(range(2, 2 + len(spatial)))
         grad_modes = _to_modes(torch.fft.rfftn(grad, dim=dims, norm="forward"))  # (M, B, Co)
-        grad_x = grad_transfer = None
-        if ctx.needs_input_grad[0]:
-            mixed = torch.bmm(grad_modes, transfer.mH.resolve_conj())  # (M, B, C_in)
-            half = (*spatial[:-1], spatial[-1] // 2 + 1)
-            mixed = mixed.permute(1, 2, 0).reshape(grad.shape[0], -1, *half)
-            grad_x = torch.fft.irfftn(mixed, s=spatial, dim=dims, norm="forward")
-        if ctx.needs_input_grad[1]:
-            n_points = 1
-            for n in spatial:
-                n_points *= n
-            grad_transfer = torch.bmm(modes.mH, grad_modes)  # (M, C_in, C_out)
-            weights = _half_axis_weights(spatial[-1], modes.shape[0], modes)
-            grad_transfer.mul_(weights * n_points)
-        return grad_x, grad_transfer
+        need_x, need_coefficients = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        grad_mixed = modes.new_empty(modes.shape) if need_x else None
+        grad_theta = theta.new_zeros(theta.shape) if need_coefficients else None
+        weights = _half_axis_weights(spatial, modes)
+        for part in _chunks(modes.shape[0]):
+            transfer = (basis[part] @ theta).view(-1, c_in, c_out)
+            g = grad_modes[part]
+            if need_x:  # ĝ T^H
+                torch.bmm(g, transfer.mH.resolve_conj(), out=grad_mixed[part])
+            if need_coefficients:  # ∂T = N w x̂^H ĝ, folded into θ at once
+                grad_transfer = torch.bmm(modes[part].mH, g.mul_(weights[part]))
+                grad_theta.addmm_(basis[part].mH, grad_transfer.view(-1, c_in * c_out))
+        grad_x = _from_modes(grad_mixed, spatial) if need_x else None
+        if need_coefficients:
+            grad_theta = grad_theta.real.view(n_basis, c_in, c_out)
+        return grad_x, None, grad_theta
 
 
-def fourier_multiply(x: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """``irfftn(rfftn(x, norm="forward") T, norm="forward")``: ``x`` real ``(B, C_in, *s)``,
-    ``transfer`` complex ``(M, C_in, C_out)`` on rfftn's ``M`` wavenumbers (row-major) ->
-    ``(B, C_out, *s)``. The same numbers as :func:`fourier_multiply_reference`, with the
-    backward of the module docstring."""
+def fourier_multiply(
+    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor
+) -> torch.Tensor:
+    """``irfftn(rfftn(x, norm="forward") T, norm="forward")`` with ``T = basis @ θ``:
+    ``x`` real ``(B, C_in, *s)``, ``basis`` complex ``(M, L)`` (constant: no gradient),
+    ``coefficients`` real ``(L, C_in, C_out)`` -> ``(B, C_out, *s)``. The same numbers as
+    :func:`fourier_multiply_reference`, computed as the module docstring says."""
     if torch.compiler.is_exporting():
-        return fourier_multiply_reference(x, transfer)
-    return _FourierMultiply.apply(x, transfer)
+        return fourier_multiply_reference(x, basis, coefficients)
+    return _FourierMultiply.apply(x, basis, coefficients)
 
 
-def fourier_multiply_reference(x: torch.Tensor, transfer: torch.Tensor) -> torch.Tensor:
-    """:func:`fourier_multiply` as a composition of torch operations (autograd's backward;
-    ONNX export, which has no complex matmul, gets the product as four real ones)."""
+def fourier_multiply_reference(
+    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor
+) -> torch.Tensor:
+    """:func:`fourier_multiply` as a composition of torch operations, ``T`` built whole and
+    everything differentiated by autograd (also the exported graph: real products only, as
+    ONNX has no complex matmul)."""
+    n_basis, c_in, c_out = coefficients.shape
+    parts = torch.view_as_real(basis)  # (M, L, 2)
+    flat = coefficients.reshape(n_basis, c_in * c_out)
+    t_real = (parts[..., 0] @ flat).view(-1, c_in, c_out)
+    t_imag = (parts[..., 1] @ flat).view(-1, c_in, c_out)
     dims = tuple(range(2, x.ndim))
     spectrum = torch.fft.rfftn(x, dim=dims, norm="forward")
     half = spectrum.shape[2:]
-    modes = spectrum.flatten(2).permute(2, 0, 1)
-    if torch.compiler.is_exporting():
-        s, t = torch.view_as_real(modes), torch.view_as_real(transfer)
-        real = torch.bmm(s[..., 0], t[..., 0]) - torch.bmm(s[..., 1], t[..., 1])
-        imag = torch.bmm(s[..., 0], t[..., 1]) + torch.bmm(s[..., 1], t[..., 0])
-        mixed = torch.view_as_complex(torch.stack((real, imag), dim=-1))
-    else:
-        mixed = torch.bmm(modes, transfer)
-    mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], transfer.shape[2], *half)
+    modes = torch.view_as_real(spectrum.flatten(2).permute(2, 0, 1))  # (M, B, C_in, 2)
+    x_real, x_imag = modes[..., 0], modes[..., 1]
+    real = torch.bmm(x_real, t_real) - torch.bmm(x_imag, t_imag)
+    imag = torch.bmm(x_real, t_imag) + torch.bmm(x_imag, t_real)
+    mixed = torch.view_as_complex(torch.stack((real, imag), dim=-1))
+    mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], c_out, *half)
     return torch.fft.irfftn(mixed, s=x.shape[2:], dim=dims, norm="forward")
