@@ -4,7 +4,10 @@ Time: forward, then backward of a fixed upstream gradient, the models of a group
 in one process (interleaved rounds, so the VM's drifts hit all alike), median ms and the
 median of the per-round ratios. Memory: a fresh process per model measures the growth of its
 peak resident set over one step (built model and input already resident): activations,
-gradients and workspace. 2 threads, float32, CPU.
+gradients and workspace. 2 threads, float32, CPU. Every process keeps freed memory for the
+next tensor as opflow's trainer does (``training.retain_cpu_memory``,
+:func:`opflow.run.execution.retain_freed_cpu_memory`), for all models alike;
+``--release-cpu-memory`` measures the C library's default instead.
 
 Groups (batch 16, width 32, 4 layers unless the config says otherwise):
 
@@ -18,6 +21,7 @@ Groups (batch 16, width 32, 4 layers unless the config says otherwise):
   against torch-harmonics' ``RealSHT`` / ``InverseRealSHT`` (time only).
 
     python benchmarks/model_speed.py [--reps 9] [--groups "plane 64²" ...] [--no-memory]
+                                     [--release-cpu-memory]
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from baselines import NeuralopFNO, NeuralopLocalNO  # noqa: E402
 from spectral_conv import _fwd_bwd, interleaved_times  # noqa: E402
 
 from opflow.models import FNO, SFNO, LocalNO, MgNO  # noqa: E402
+from opflow.run.execution import retain_freed_cpu_memory  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 BATCH, WIDTH = 16, 32
@@ -158,9 +163,10 @@ def peak_step_memory(group: str, label: str) -> float:
     return (_status_kib("VmHWM") - before) / 1024
 
 
-def _memory_in_fresh_process(group: str, label: str) -> float:
+def _memory_in_fresh_process(group: str, label: str, release: bool) -> float:
     out = subprocess.run(
-        [sys.executable, __file__, "--memory-of", group, label],
+        [sys.executable, __file__, "--memory-of", group, label]
+        + (["--release-cpu-memory"] if release else []),
         capture_output=True, text=True, check=True, timeout=600,
     )  # fmt: skip
     return json.loads(out.stdout.strip().splitlines()[-1])
@@ -171,9 +177,12 @@ def main() -> None:
     parser.add_argument("--reps", type=int, default=9)
     parser.add_argument("--groups", nargs="*", default=[*GROUPS, "SHT pair 128x256"])
     parser.add_argument("--no-memory", action="store_true")
+    parser.add_argument("--release-cpu-memory", action="store_true")
     parser.add_argument("--memory-of", nargs=2, metavar=("GROUP", "MODEL"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     torch.set_num_threads(2)
+    if not args.release_cpu_memory:
+        retain_freed_cpu_memory()
     if args.memory_of:
         print(json.dumps(peak_step_memory(*args.memory_of)))
         return
@@ -185,7 +194,9 @@ def main() -> None:
         for label, seconds in times.items():
             mb = None
             if not args.no_memory and group in GROUPS:
-                mb = memory[(group, label)] = _memory_in_fresh_process(group, label)
+                mb = memory[(group, label)] = _memory_in_fresh_process(
+                    group, label, args.release_cpu_memory
+                )
             cell = f"{mb:.0f}" if mb is not None else "—"
             print(f"| {group} | {label} | {1e3 * statistics.median(seconds):.1f} | {cell} |")
         pairs = RATIOS.get(group, [("torch-harmonics SHT pair", "opflow SHT pair")])
