@@ -93,14 +93,19 @@ class _FourierMultiply(torch.autograd.Function):
         grad_mixed = modes.new_empty(modes.shape) if need_x else None
         grad_theta = theta.new_zeros(theta.shape) if need_coefficients else None
         weights = _half_axis_weights(spatial, modes)
+        # every product below in conjugated form, so that no operand is a conjugated view
+        # (torch's CPU matmuls take a slower path on those): conj(T) = conj(ψ̂) θ, and θ's
+        # gradient Re(ψ̂^H ∂T) accumulated as Re(ψ̂^T conj(∂T)), conj(∂T) = x̂^T conj(N w ĝ)
+        basis_conj = basis.conj().resolve_conj()
         for part in _chunks(modes.shape[0]):
-            transfer = (basis[part] @ theta).view(-1, c_in, c_out)
             g = grad_modes[part]
             if need_x:  # ĝ T^H
-                torch.bmm(g, transfer.mH.resolve_conj(), out=grad_mixed[part])
-            if need_coefficients:  # ∂T = N w x̂^H ĝ, folded into θ at once
-                grad_transfer = torch.bmm(modes[part].mH, g.mul_(weights[part]))
-                grad_theta.addmm_(basis[part].mH, grad_transfer.view(-1, c_in * c_out))
+                transfer_conj = (basis_conj[part] @ theta).view(-1, c_in, c_out)
+                torch.bmm(g, transfer_conj.transpose(1, 2), out=grad_mixed[part])
+            if need_coefficients:
+                g_conj = torch.mul(g.conj(), weights[part])
+                grad_transfer_conj = torch.bmm(modes[part].transpose(1, 2), g_conj)
+                grad_theta.addmm_(basis[part].T, grad_transfer_conj.view(-1, c_in * c_out))
         grad_x = _from_modes(grad_mixed, spatial) if need_x else None
         if need_coefficients:
             grad_theta = grad_theta.real.view(n_basis, c_in, c_out)
