@@ -390,13 +390,10 @@ def test_retained_cpu_memory_serves_the_next_tensor_without_fresh_pages():
     setting)."""
     pages = 12 * 2**20 * 4 // 4096
 
-    def faults(setting: str) -> list[int]:
-        out = subprocess.run(
-            [sys.executable, "-c", _ALLOCATIONS, setting],
-            capture_output=True, text=True, timeout=120, check=True,
-        )  # fmt: skip
-        return json.loads(out.stdout.strip().splitlines()[-1])
-
-    released, retained = faults("release"), faults("retain")
+    released, retained = (
+        json.loads(subprocess.run([sys.executable, "-c", _ALLOCATIONS, setting], text=True,
+                                  capture_output=True, timeout=120, check=True).stdout)
+        for setting in ("release", "retain")
+    )  # fmt: skip
     assert all(f >= 0.9 * pages for f in released[4:]), released
     assert sum(retained[4:]) <= 0.1 * pages, retained
