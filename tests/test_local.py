@@ -139,9 +139,38 @@ def test_local_no_is_the_fno_plus_its_local_branches(boundary):
         assert differs > 5e-4, differs  # the branches take part (fresh: 1.7e-3, 2.0e-3)
         for weight in branches.values():
             weight.zero_()
-        for shape in ((32, 32), (48, 40)):
+        for shape in ((32, 32), (48, 40), (33, 35)):
             x = torch.randn(2, 1, *shape, dtype=torch.float64)
             torch.testing.assert_close(model(x), fno(x), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("local_grid", [None, (32, 32)])
+def test_conv_and_skip_folded_into_the_branches_multiplier_change_nothing(local_grid):
+    """On a periodic grid a LocalNO block's spectral conv and linear skip ride along with the
+    local branches' Fourier multiplier (one pair of transforms for all three). Against the
+    same model with each part computed on its own (``fold = False``), float64 to 1e-12:
+    outputs and the gradients of the input and of every parameter, on the training grid, an
+    odd grid and a finer one."""
+    torch.manual_seed(0)
+    model = build_model("LocalNO", n_modes=[8, 8], in_channels=1, out_channels=1,
+                        hidden_channels=8, n_layers=2, local_grid=local_grid).double()  # fmt: skip
+    conv_calls = []
+    model.blocks[0].conv.register_forward_hook(lambda *_: conv_calls.append(1))
+    for shape in ((32, 32), (33, 35), (48, 48)):
+        x = torch.randn(2, 1, *shape, dtype=torch.float64, requires_grad=True)
+        results = []
+        for fold in (True, False):
+            for block in model.blocks:
+                block.fold = fold
+            conv_calls.clear()
+            y = model(x)
+            assert len(conv_calls) == (0 if fold else 1)  # folded: the conv module never runs
+            inputs = (x, *model.parameters())
+            results.append((y, torch.autograd.grad(y.square().sum(), inputs)))
+        (folded, folded_grads), (apart, apart_grads) = results
+        torch.testing.assert_close(folded, apart, rtol=1e-12, atol=1e-12)
+        for got, want in zip(folded_grads, apart_grads):
+            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
 
 
 @pytest.mark.parametrize("shape", [(33, 35), (64, 64)])

@@ -192,7 +192,8 @@ def test_fourier_multiplier_equals_the_composition_in_values_and_gradients(monke
     backward) against autograd through the whole T, rfftn -> per-wavenumber complex product
     -> irfftn, in float64 to 1e-12: values and the gradients of the field and θ, on even and
     odd grids in 1-3 D (the half axis' weights differ at Nyquist), with chunks that do and do
-    not divide the wavenumbers."""
+    not divide the wavenumbers; then with the extra maps riding along (a channel map, weights
+    on a spectral conv's kept wavenumbers, a bias) and their gradients."""
     from opflow.spectral import multiplier
 
     monkeypatch.setattr(multiplier, "MODES_PER_CHUNK", 7)
@@ -208,5 +209,21 @@ def test_fourier_multiplier_equals_the_composition_in_values_and_gradients(monke
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
         grads = torch.autograd.grad(got, (x, theta), upstream)
         expected = torch.autograd.grad(want, (x, theta), upstream)
+        for g, e in zip(grads, expected):
+            torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)
+        # with a channel map, a spectral conv's kept wavenumbers and a bias riding along
+        rows = multiplier.kept_rows(tuple(min(4, n) for n in shape[2:]), shape[2:])
+        extra = multiplier.Extra(
+            channel=torch.randn(shape[1], 5, dtype=torch.float64, requires_grad=True),
+            modes=torch.randn(len(rows), shape[1], 5, 2, dtype=torch.float64, requires_grad=True),
+            rows=rows,
+            bias=torch.randn(5, dtype=torch.float64, requires_grad=True),
+        )
+        inputs = (x, theta, extra.channel, extra.modes, extra.bias)
+        got = multiplier.fourier_multiply(x, basis, theta, extra)
+        want = multiplier.fourier_multiply_reference(x, basis, theta, extra)
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+        grads = torch.autograd.grad(got, inputs, upstream)
+        expected = torch.autograd.grad(want, inputs, upstream)
         for g, e in zip(grads, expected):
             torch.testing.assert_close(g, e, rtol=1e-12, atol=1e-12)

@@ -12,6 +12,7 @@ from torch import nn
 from opflow.errors import ConfigError
 from opflow.layers.channel_mlp import ChannelLinear, ChannelMLP, SoftGating, make_skip
 from opflow.layers.fused import FNOBlockFn
+from opflow.layers.local_branches import LocalBranches
 from opflow.spectral import SpectralConv, backends, fourier_resample
 from opflow.spectral.precision import plain_ops_only
 
@@ -100,6 +101,7 @@ class FNOBlock(nn.Module):
         self.non_linearity = non_linearity
         self.local = local
         self.fuse = True
+        self.fold = True
 
     def _is_fusable(self, x: torch.Tensor, output_shape: Sequence[int] | None) -> bool:
         conv, mlp = self.conv, self.channel_mlp
@@ -118,6 +120,19 @@ class FNOBlock(nn.Module):
             and (output_shape is None or tuple(output_shape) == tuple(x.shape[2:]))
             and backends.select_backend(conv.backend, tuple(x.shape[2:]), conv.n_modes, x.device)
             is backends.gemm
+        )
+
+    def _folds_into_local(self, x: torch.Tensor, output_shape: Sequence[int] | None) -> bool:
+        """Whether the conv and the skip ride along with the local branches' multiplier."""
+        skip = self.fno_skip
+        return (
+            self.fold
+            and not plain_ops_only(x)
+            and isinstance(self.local, LocalBranches)
+            and self.local.is_multiplier
+            and type(self.conv) is SpectralConv
+            and (skip is None or isinstance(skip, ChannelLinear))
+            and (output_shape is None or tuple(output_shape) == tuple(x.shape[2:]))
         )
 
     def forward(
@@ -140,6 +155,9 @@ class FNOBlock(nn.Module):
                 last,
             )
         conv = self.conv
+        if self._folds_into_local(x, output_shape):
+            linear = self.local(x, conv=conv, skip=self.fno_skip)
+            return self.compose(x, None, output_shape, last, linear=linear)
         return self.compose(x, lambda t: conv(t, output_shape=output_shape), output_shape, last)
 
     def compose(
@@ -148,18 +166,24 @@ class FNOBlock(nn.Module):
         spectral: Callable[[torch.Tensor], torch.Tensor],
         output_shape: Sequence[int] | None = None,
         last: bool = False,
+        linear: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The block as a composition, with ``spectral`` as its spectral operator (the
-        layer's conv; a sharded conv when the field is split across processes)."""
+        layer's conv; a sharded conv when the field is split across processes), or with
+        ``linear``, its linear part ``K x + W x + local(x)`` already computed (one multiplier
+        on a periodic grid: LocalNO)."""
         # Skips are added in place into fresh outputs (the conv's, the MLP's): on CPUs every
         # full-size temporary is a pass through memory that misses the caches.
-        y = spectral(x)
-        y = self._add_skip(self.fno_skip, x, y, output_shape)
-        if self.local is not None:
-            z = self.local(x)
-            if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
-                z = self.resample(z, output_shape)
-            y = y + z
+        if linear is not None:
+            y = linear
+        else:
+            y = spectral(x)
+            y = self._add_skip(self.fno_skip, x, y, output_shape)
+            if self.local is not None:
+                z = self.local(x)
+                if output_shape is not None and tuple(output_shape) != tuple(x.shape[2:]):
+                    z = self.resample(z, output_shape)
+                y = y + z
         if not last:
             y = self.non_linearity(y)
         if self.channel_mlp is not None:

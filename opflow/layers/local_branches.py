@@ -23,8 +23,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from opflow.errors import ConfigError, ShapeError
+from opflow.layers.channel_mlp import ChannelLinear
+from opflow.spectral import SpectralConv
 from opflow.spectral.cache import ConstantCache
-from opflow.spectral.multiplier import fourier_multiply
+from opflow.spectral.multiplier import Extra, fourier_multiply, kept_rows
 from opflow.spectral.precision import full_precision
 
 __all__ = ["LocalBranches", "circular_kernel", "shared_band"]
@@ -128,10 +130,29 @@ class LocalBranches(nn.ModuleList):
         dtype = torch.complex128 if like.dtype == torch.float64 else torch.complex64
         return spectrum.flatten(1).T.to(dtype).to(like.device).contiguous()
 
+    @property
+    def is_multiplier(self) -> bool:
+        """Whether the branches run as one Fourier multiplier (every branch periodic)."""
+        return all(branch.boundary == "periodic" for branch in self)
+
     @full_precision
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        conv: SpectralConv | None = None,
+        skip: ChannelLinear | None = None,
+    ) -> torch.Tensor:
+        """The branches' sum; with ``conv`` and/or ``skip`` (periodic branches only), also
+        ``conv(x) + skip(x)`` in the same multiplier (an FNO block's linear part: the
+        transforms carry all three, :class:`~opflow.spectral.multiplier.Extra`)."""
         grid_shape = tuple(x.shape[2:])
-        if not all(branch.boundary == "periodic" for branch in self):
+        if not self.is_multiplier:
+            if conv is not None or skip is not None:
+                raise ConfigError(
+                    "a spectral conv or skip folded into local branches that are not periodic",
+                    "periodic local branches (one Fourier multiplier)",
+                    "add the conv and the skip separately",
+                )
             return sum(branch(x) for branch in self)
         if x.shape[1] != self[0].in_channels:
             raise ShapeError(
@@ -149,7 +170,25 @@ class LocalBranches(nn.ModuleList):
         coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
         # T(ξ) = Σ_l θ_l ψ̂_l(ξ) on rfftn's own layout: every wavenumber is kept, so the
         # core's truncated canonical layout would only add copies
-        return fourier_multiply(x, basis, coefficients.permute(2, 1, 0))
+        return fourier_multiply(x, basis, coefficients.permute(2, 1, 0), _extra(x, conv, skip))
+
+
+def _extra(x: torch.Tensor, conv: SpectralConv | None, skip: ChannelLinear | None) -> Extra:
+    """``conv`` and ``skip`` as maps riding along with the branches' multiplier."""
+    extra, biases = Extra(), []
+    if conv is not None:
+        conv.check_input(x)
+        weight = conv.weight
+        extra.modes = weight.reshape(-1, *weight.shape[-3:])
+        extra.rows = kept_rows(conv.n_modes, tuple(x.shape[2:]))
+        if conv.bias is not None:
+            biases.append(conv.bias.view(-1))
+    if skip is not None:
+        extra.channel = skip.weight.T
+        if skip.bias is not None:
+            biases.append(skip.bias)
+    extra.bias = sum(biases) if biases else None
+    return extra
 
 
 def _on_grid(spectrum: torch.Tensor, band: tuple[int, ...], grid_shape: tuple[int, ...]):

@@ -11,7 +11,10 @@ on ``torch.fft.rfftn``'s ``M`` wavenumbers in row-major order) and real coeffici
         \text{norm="forward"}\big),
 
 the multiplier of a circular convolution whose kernel is a combination of fixed stencils
-(:class:`opflow.layers.local_branches.LocalBranches`).
+(:class:`opflow.layers.local_branches.LocalBranches`). A block's other linear maps of the
+same field are multipliers too and may ride along (:class:`Extra`): a channel map ``W``
+(``T += W`` at every wavenumber: the FNO's linear skip), a spectral convolution's weights on
+its kept wavenumbers (``T += K(ξ)`` there) and a per-channel constant added to ``y``.
 
 ``T`` is never held whole: it is ``M x C_in x C_out`` complex — at 128², width 32, 68 MB, twice
 the activations — so building it, reading it in the product and again (conjugated) in the
@@ -31,11 +34,20 @@ zero-padded gradient (twice the work of a real one, plus the padding).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import torch
 
-__all__ = ["MODES_PER_CHUNK", "fourier_multiply", "fourier_multiply_reference"]
+from opflow.spectral.fourier import kept_frequencies
+
+__all__ = [
+    "MODES_PER_CHUNK",
+    "Extra",
+    "fourier_multiply",
+    "fourier_multiply_reference",
+    "kept_rows",
+]
 
 MODES_PER_CHUNK = 256
 """Wavenumbers per chunk: ``T``'s chunk is 2 MB at width 32 (measured: 128 to 512 alike)."""
@@ -68,30 +80,67 @@ def _chunks(n_modes: int):
     return (slice(s, s + MODES_PER_CHUNK) for s in range(0, n_modes, MODES_PER_CHUNK))
 
 
+def kept_rows(n_modes: tuple[int, ...], grid_shape: tuple[int, ...]) -> list[int]:
+    """Positions among ``rfftn``'s ``M`` wavenumbers (row-major) of a spectral convolution's
+    kept wavenumbers, in its weight's storage order (:func:`~opflow.spectral.fourier.
+    kept_frequencies` per axis, the last one the half axis)."""
+    last = len(n_modes) - 1
+    axes = [kept_frequencies(m, half=a == last) for a, m in enumerate(n_modes)]
+    sizes = (*grid_shape[:-1], grid_shape[-1] // 2 + 1)
+    rows = [0]
+    for a, frequencies in enumerate(axes):
+        rows = [r * sizes[a] + k % grid_shape[a] for r in rows for k in frequencies]
+    return rows
+
+
+@dataclasses.dataclass
+class Extra:
+    """Linear maps that ride along with the basis multiplier (all optional):
+    ``channel`` real ``(C_in, C_out)`` added to ``T`` at every wavenumber; ``modes`` real
+    ``(K, C_in, C_out, 2)`` (real, imaginary) added at the wavenumbers ``rows`` (K positions
+    among rfftn's, :func:`kept_rows`); ``bias`` real ``(C_out,)`` added to the output."""
+
+    channel: torch.Tensor | None = None
+    modes: torch.Tensor | None = None
+    rows: list[int] | None = None
+    bias: torch.Tensor | None = None
+
+
 class _FourierMultiply(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, basis, coefficients):
+    def forward(ctx, x, basis, coefficients, channel, modes_weight, bias, rows):
         n_basis, c_in, c_out = coefficients.shape
-        theta = coefficients.reshape(n_basis, c_in * c_out).to(basis.dtype)
+        theta = coefficients.reshape(n_basis, c_in * c_out)
+        if channel is not None:  # a constant multiplier: one more basis function, ψ̂ = 1
+            theta = torch.cat((theta, channel.reshape(1, -1)))
+            basis = torch.cat((basis, basis.new_ones(basis.shape[0], 1)), dim=1)
+        theta = theta.to(basis.dtype)
         spatial = tuple(x.shape[2:])
         modes = _to_modes(torch.fft.rfftn(x, dim=tuple(range(2, x.ndim)), norm="forward"))
         mixed = modes.new_empty(modes.shape[0], modes.shape[1], c_out)
         for part in _chunks(modes.shape[0]):
             transfer = (basis[part] @ theta).view(-1, c_in, c_out)
             torch.bmm(modes[part], transfer, out=mixed[part])
-        ctx.save_for_backward(modes, basis, theta)
+        extra, index = None, None
+        if modes_weight is not None:  # a few wavenumbers: gathered, mixed, added back
+            extra = torch.view_as_complex(modes_weight)
+            index = torch.tensor(rows, device=x.device)
+            mixed.index_add_(0, index, torch.bmm(modes[index], extra))
+        if bias is not None:  # a constant field is the k = 0 coefficient (forward norm)
+            mixed[0] += bias
+        ctx.save_for_backward(modes, basis, theta, extra, index)
         ctx.spatial, ctx.shape = spatial, coefficients.shape
         return _from_modes(mixed, spatial)
 
     @staticmethod
     def backward(ctx, grad):
-        modes, basis, theta = ctx.saved_tensors
+        modes, basis, theta, extra, index = ctx.saved_tensors
         spatial, (n_basis, c_in, c_out) = ctx.spatial, ctx.shape
         dims = tuple(range(2, 2 + len(spatial)))
         grad_modes = _to_modes(torch.fft.rfftn(grad, dim=dims, norm="forward"))  # (M, B, Co)
-        need_x, need_coefficients = ctx.needs_input_grad[0], ctx.needs_input_grad[2]
+        need_x, _, need_theta, need_channel, need_extra, need_bias, _ = ctx.needs_input_grad
         grad_mixed = modes.new_empty(modes.shape) if need_x else None
-        grad_theta = theta.new_zeros(theta.shape) if need_coefficients else None
+        grad_theta = theta.new_zeros(theta.shape) if need_theta or need_channel else None
         weights = _half_axis_weights(spatial, modes)
         # every product below in conjugated form, so that no operand is a conjugated view
         # (torch's CPU matmuls take a slower path on those): conj(T) = conj(ψ̂) θ, and θ's
@@ -102,39 +151,67 @@ class _FourierMultiply(torch.autograd.Function):
             if need_x:  # ĝ T^H
                 transfer_conj = (basis_conj[part] @ theta).view(-1, c_in, c_out)
                 torch.bmm(g, transfer_conj.transpose(1, 2), out=grad_mixed[part])
-            if need_coefficients:
+            if grad_theta is not None:
                 g_conj = torch.mul(g.conj(), weights[part])
                 grad_transfer_conj = torch.bmm(modes[part].transpose(1, 2), g_conj)
                 grad_theta.addmm_(basis[part].T, grad_transfer_conj.view(-1, c_in * c_out))
+        grad_extra = None
+        if extra is not None:
+            g = grad_modes[index]
+            if need_x:
+                extra_conj = extra.conj().resolve_conj()
+                grad_mixed.index_add_(0, index, torch.bmm(g, extra_conj.transpose(1, 2)))
+            if need_extra:
+                g_conj = torch.mul(g.conj(), weights[index])
+                grad_extra = torch.bmm(modes[index].transpose(1, 2), g_conj).conj()
+                grad_extra = torch.view_as_real(grad_extra.resolve_conj())
         grad_x = _from_modes(grad_mixed, spatial) if need_x else None
-        if need_coefficients:
-            grad_theta = grad_theta.real.view(n_basis, c_in, c_out)
-        return grad_x, None, grad_theta
+        grad_coefficients = grad_channel = None
+        if grad_theta is not None:
+            grad_theta = grad_theta.real
+            if need_theta:
+                grad_coefficients = grad_theta[:n_basis].reshape(n_basis, c_in, c_out)
+            if need_channel:
+                grad_channel = grad_theta[n_basis].reshape(c_in, c_out)
+        grad_bias = None
+        if need_bias:  # through the k = 0 coefficient: N Re ĝ_0, summed over the batch
+            grad_bias = grad_modes[0].real.sum(dim=0) * math.prod(spatial)
+        return grad_x, None, grad_coefficients, grad_channel, grad_extra, grad_bias, None
 
 
 def fourier_multiply(
-    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor
+    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor, extra: Extra | None = None
 ) -> torch.Tensor:
-    """``irfftn(rfftn(x, norm="forward") T, norm="forward")`` with ``T = basis @ θ``:
-    ``x`` real ``(B, C_in, *s)``, ``basis`` complex ``(M, L)`` (constant: no gradient),
-    ``coefficients`` real ``(L, C_in, C_out)`` -> ``(B, C_out, *s)``. The same numbers as
-    :func:`fourier_multiply_reference`, computed as the module docstring says."""
+    """``irfftn(rfftn(x, norm="forward") T, norm="forward")`` with ``T = basis @ θ`` (plus the
+    ``extra`` maps): ``x`` real ``(B, C_in, *s)``, ``basis`` complex ``(M, L)`` (constant: no
+    gradient), ``coefficients`` real ``(L, C_in, C_out)`` -> ``(B, C_out, *s)``. The same
+    numbers as :func:`fourier_multiply_reference`, computed as the module docstring says."""
+    extra = extra or Extra()
     if torch.compiler.is_exporting():
-        return fourier_multiply_reference(x, basis, coefficients)
-    return _FourierMultiply.apply(x, basis, coefficients)
+        return fourier_multiply_reference(x, basis, coefficients, extra)
+    return _FourierMultiply.apply(
+        x, basis, coefficients, extra.channel, extra.modes, extra.bias, extra.rows
+    )
 
 
 def fourier_multiply_reference(
-    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor
+    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor, extra: Extra | None = None
 ) -> torch.Tensor:
     """:func:`fourier_multiply` as a composition of torch operations, ``T`` built whole and
     everything differentiated by autograd (also the exported graph: real products only, as
     ONNX has no complex matmul)."""
+    extra = extra or Extra()
     n_basis, c_in, c_out = coefficients.shape
     parts = torch.view_as_real(basis)  # (M, L, 2)
     flat = coefficients.reshape(n_basis, c_in * c_out)
     t_real = (parts[..., 0] @ flat).view(-1, c_in, c_out)
     t_imag = (parts[..., 1] @ flat).view(-1, c_in, c_out)
+    if extra.channel is not None:
+        t_real = t_real + extra.channel
+    if extra.modes is not None:
+        rows = torch.tensor(extra.rows, device=x.device)
+        t_real = t_real.index_add(0, rows, extra.modes[..., 0])
+        t_imag = t_imag.index_add(0, rows, extra.modes[..., 1])
     dims = tuple(range(2, x.ndim))
     spectrum = torch.fft.rfftn(x, dim=dims, norm="forward")
     half = spectrum.shape[2:]
@@ -144,4 +221,5 @@ def fourier_multiply_reference(
     imag = torch.bmm(x_real, t_imag) + torch.bmm(x_imag, t_real)
     mixed = torch.view_as_complex(torch.stack((real, imag), dim=-1))
     mixed = mixed.permute(1, 2, 0).reshape(x.shape[0], c_out, *half)
-    return torch.fft.irfftn(mixed, s=x.shape[2:], dim=dims, norm="forward")
+    y = torch.fft.irfftn(mixed, s=x.shape[2:], dim=dims, norm="forward")
+    return y if extra.bias is None else y + extra.bias.view(-1, *[1] * (x.ndim - 2))
