@@ -61,7 +61,10 @@ class FNOBlock(nn.Module):
     skip, two-layer GELU channel MLP, soft gate, no local branch, output on the input grid)
     the block runs as one autograd node with a hand-written backward
     (:class:`opflow.layers.fused.FNOBlockFn`); ``fuse = False`` (an attribute) forces the
-    composition above, which gives the same values.
+    composition above, which gives the same values. With periodic local branches (LocalNO)
+    the whole linear part ``K x + W x + local(x)`` is one Fourier multiplier on the grid: the
+    conv and the skip ride along with the branches' (:meth:`LocalBranches.forward`), one pair
+    of transforms for the three; ``fold = False`` computes them apart, to the same values.
     """
 
     def __init__(
