@@ -153,3 +153,21 @@ def write_yaml(path: Path, data: dict) -> Path:
 
     path.write_text(yaml.safe_dump(data))
     return path
+
+
+def outputs_and_gradients(run, x, parameters: dict, settings, apply, upstream=None) -> list:
+    """``run(x)`` once per setting (``apply(setting)`` first) with the gradients of the loss
+    ``<y, upstream>`` (default: the sum of ``y²``) for every parameter by name, and for ``x``
+    under ``"input"`` when it requires one: how the tests hold a fast path (fused, folded) to
+    the composition it replaces. Returns ``[(y, {name: gradient}), ...]`` in setting order."""
+    import torch
+
+    names = (["input"] if x.requires_grad else []) + list(parameters)
+    inputs = ([x] if x.requires_grad else []) + list(parameters.values())
+    results = []
+    for setting in settings:
+        apply(setting)
+        y = run(x)
+        loss = y.square().sum() if upstream is None else (y * upstream).sum()
+        results.append((y.detach(), dict(zip(names, torch.autograd.grad(loss, inputs)))))
+    return results

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import needs
+from conftest import needs, outputs_and_gradients
 
 from opflow import native
 from opflow.layers.gelu import (
@@ -245,18 +245,17 @@ def test_a_narrow_fno_through_the_kernels_matches_its_composed_modules():
     model = FNO((8, 8), 1, 1, 8)
     x = torch.randn(4, 1, 32, 32)
     assert affine_uses_kernel(torch.randn(4, 8, 1024), torch.randn(4, 8), torch.randn(4))
-    results = []
-    for fuse in (True, False):
+
+    def fuse(setting: bool) -> None:
         for block in model.blocks:
-            block.fuse = fuse
-        model.zero_grad()
-        out = model(x)
-        out.square().mean().backward()
-        results.append((out.detach(), [p.grad.clone() for p in model.parameters()]))
-    (fused, fused_grads), (composed, composed_grads) = results
+            block.fuse = setting
+
+    (fused, fused_grads), (composed, composed_grads) = outputs_and_gradients(
+        model, x, dict(model.named_parameters()), (True, False), fuse
+    )
     assert ((fused - composed).norm() / composed.norm()).item() < 2e-6
-    for a, b in zip(fused_grads, composed_grads):
-        assert ((a - b).norm() / b.norm()).item() < 2e-6
+    for name, b in composed_grads.items():
+        assert ((fused_grads[name] - b).norm() / b.norm()).item() < 2e-6, name
 
 
 @pytest.mark.parametrize("ci", ["true", ""])

@@ -6,6 +6,7 @@ import math
 
 import pytest
 import torch
+from conftest import outputs_and_gradients
 
 from opflow.errors import ConfigError, ShapeError
 from opflow.layers.differential import DifferentialConv
@@ -156,21 +157,23 @@ def test_conv_and_skip_folded_into_the_branches_multiplier_change_nothing(local_
                         hidden_channels=8, n_layers=2, local_grid=local_grid).double()  # fmt: skip
     conv_calls = []
     model.blocks[0].conv.register_forward_hook(lambda *_: conv_calls.append(1))
+    model(torch.zeros(1, 1, 32, 32, dtype=torch.float64))
+    assert not conv_calls  # folded: the conv module never runs
+
+    def fold(setting: bool) -> None:
+        for block in model.blocks:
+            block.fold = setting
+
     for shape in ((32, 32), (33, 35), (48, 48)):
         x = torch.randn(2, 1, *shape, dtype=torch.float64, requires_grad=True)
-        results = []
-        for fold in (True, False):
-            for block in model.blocks:
-                block.fold = fold
-            conv_calls.clear()
-            y = model(x)
-            assert len(conv_calls) == (0 if fold else 1)  # folded: the conv module never runs
-            inputs = (x, *model.parameters())
-            results.append((y, torch.autograd.grad(y.square().sum(), inputs)))
-        (folded, folded_grads), (apart, apart_grads) = results
+        (folded, folded_grads), (apart, apart_grads) = outputs_and_gradients(
+            model, x, dict(model.named_parameters()), (True, False), fold
+        )
         torch.testing.assert_close(folded, apart, rtol=1e-12, atol=1e-12)
-        for got, want in zip(folded_grads, apart_grads):
-            torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+        assert folded_grads.keys() == apart_grads.keys()
+        for name, want in apart_grads.items():
+            torch.testing.assert_close(folded_grads[name], want, rtol=1e-10, atol=1e-12)
+    assert len(conv_calls) == 3  # once per grid, computed apart
 
 
 @pytest.mark.parametrize("shape", [(33, 35), (64, 64)])
