@@ -17,19 +17,28 @@ same field are multipliers too and may ride along (:class:`Extra`): a channel ma
 its kept wavenumbers (``T += K(ξ)`` there) and a per-channel constant added to ``y``.
 
 ``T`` is never held whole: it is ``M x C_in x C_out`` complex — at 128², width 32, 68 MB, twice
-the activations — so building it, reading it in the product and again (conjugated) in the
+the activations — so building it, reading it in the product and again in the
 backward, and writing and reducing its gradient are passes through memory that cost more than
 the products. The wavenumbers are taken in chunks of :data:`MODES_PER_CHUNK` instead: per
 chunk ``T`` is built, applied and dropped while in cache, and in the backward rebuilt, and
 its gradient folded into ``θ``'s at once (``benchmarks/RESULTS.md``).
 
+Every product is real. ``θ`` is real, so ``T``'s real and imaginary parts are one real GEMM
+``[Re ψ̂; Im ψ̂] θ`` (half the flops of a complex one). The spectrum is held per wavenumber
+transposed, ``x̂(ξ)^T`` ``(C_in, B)``, whose real view ``X`` ``(C_in, 2B)`` interleaves real
+and imaginary parts along its rows; a real matrix acting from the left keeps that pairing,
+so ``y^T = T^T x̂^T = T_re^T X + T_im^T (i X)`` are two real GEMMs (``i X``: the pairs
+``(-Im, Re)``) whose output is again interleaved, ``irfftn``'s input without a copy.
+
 Backward: the adjoint of a real Fourier multiplier is the multiplier by ``T^H``, so the
-field's gradient is the same three steps applied to the upstream gradient ``g``; the
-transfer's is ``N w(ξ) x̂(ξ)^H ĝ(ξ)`` with ``ĝ = rfftn(g, norm="forward")``, ``N`` the grid's
-points and ``w = 2`` on the half axis' interior wavenumbers (each stands for itself and its
-mirror image), ``1`` at 0 and Nyquist; ``θ``'s is ``Re Σ_ξ ψ̂_l(ξ)^* ∂T(ξ)``. Autograd through
-the composition would also differentiate ``rfftn`` by a full complex transform of a
-zero-padded gradient (twice the work of a real one, plus the padding).
+field's gradient is the same three steps applied to the upstream gradient ``g``
+(``conj(T) ĝ^T = T_re G + T_im (-i G)``); the transfer's is ``N w(ξ) x̂(ξ)^H ĝ(ξ)`` with
+``ĝ = rfftn(g, norm="forward")``, ``N`` the grid's points and ``w = 2`` on the half axis'
+interior wavenumbers (each stands for itself and its mirror image), ``1`` at 0 and Nyquist —
+as real row products ``Re = X G^T``, ``Im = X (-i G)^T``; ``θ``'s is
+``Re Σ_ξ ψ̂_l(ξ)^* ∂T(ξ)``, a real GEMM over the wavenumbers. Autograd through the
+composition would also differentiate ``rfftn`` by a full complex transform of a zero-padded
+gradient (twice the work of a real one, plus the padding).
 """
 
 from __future__ import annotations
@@ -54,26 +63,33 @@ MODES_PER_CHUNK = 256
 
 
 def _to_modes(spectrum: torch.Tensor) -> torch.Tensor:
-    """``(B, C, *half)`` -> contiguous ``(M, B, C)``: per wavenumber one ``B x C`` matrix."""
-    return spectrum.flatten(2).permute(2, 0, 1).contiguous()
+    """``(B, C, *half)`` -> contiguous ``(M, C, B)``: per wavenumber the transposed ``C x B``
+    matrix ``x̂(ξ)^T``, whose real view ``(C, 2B)`` (real and imaginary parts interleaved along
+    its rows) is an operand of real GEMMs (module docstring)."""
+    return spectrum.flatten(2).permute(2, 1, 0).contiguous()
+
+
+def _real_rows(modes: torch.Tensor) -> torch.Tensor:
+    """``(M, C, B)`` complex -> its real view ``(M, C, 2B)`` (no copy)."""
+    return torch.view_as_real(modes).flatten(2)
 
 
 def _from_modes(modes: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
-    """``(M, B, C)`` spectrum -> the real field ``(B, C, *spatial)`` (``irfftn``)."""
+    """``(M, C, B)`` spectrum -> the real field ``(B, C, *spatial)`` (``irfftn``)."""
     half = (*spatial[:-1], spatial[-1] // 2 + 1)
-    spectrum = modes.permute(1, 2, 0).reshape(modes.shape[1], modes.shape[2], *half)
+    spectrum = modes.permute(2, 1, 0).reshape(modes.shape[2], modes.shape[1], *half)
     dims = tuple(range(2, 2 + len(spatial)))
     return torch.fft.irfftn(spectrum, s=spatial, dim=dims, norm="forward")
 
 
 def _half_axis_weights(spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """``N w(ξ)`` over the ``M`` wavenumbers (row-major), real ``(M, 1, 1)``."""
+    """``N w(ξ)`` over the ``M`` wavenumbers (row-major), real ``(M, 1)``."""
     n_last = spatial[-1]
-    w = torch.full((n_last // 2 + 1,), 2.0 * math.prod(spatial), dtype=like.real.dtype)
+    w = torch.full((n_last // 2 + 1,), 2.0 * math.prod(spatial), dtype=like.dtype)
     w[0] = w[0] / 2
     if n_last % 2 == 0:
         w[-1] = w[-1] / 2
-    return w.to(like.device).repeat(math.prod(spatial[:-1])).view(-1, 1, 1)
+    return w.to(like.device).repeat(math.prod(spatial[:-1])).view(-1, 1)
 
 
 def _chunks(n_modes: int):
@@ -106,6 +122,29 @@ class Extra:
     bias: torch.Tensor | None = None
 
 
+def _planar_basis(basis: torch.Tensor, with_constant: bool) -> torch.Tensor:
+    """The basis' real and imaginary parts, ``(M, 2, L)`` contiguous; with a last function
+    ``ψ̂ = 1`` (real 1, imaginary 0) for a channel map riding along."""
+    planar = torch.stack((basis.real, basis.imag), dim=1)
+    if with_constant:
+        constant = planar.new_zeros(planar.shape[0], 2, 1)
+        constant[:, 0] = 1.0
+        planar = torch.cat((planar, constant), dim=2)
+    return planar
+
+
+def _transfer(planar: torch.Tensor, theta: torch.Tensor, part: slice) -> torch.Tensor:
+    """``T`` on the wavenumbers ``part``, real and imaginary parts apart: ``(P, 2, C_in·C_out)``
+    (one real GEMM: ``θ`` is real)."""
+    chunk = planar[part]
+    return (chunk.flatten(0, 1) @ theta).view(chunk.shape[0], 2, -1)
+
+
+def _times_i(modes: torch.Tensor) -> torch.Tensor:
+    """``i x̂`` as a real ``(P, C, 2B)`` operand (pairs ``(-Im, Re)``), from ``(P, C, B)``."""
+    return _real_rows(modes * 1j)
+
+
 class _FourierMultiply(torch.autograd.Function):
     @staticmethod
     def forward(ctx, x, basis, coefficients, channel, modes_weight, bias, rows):
@@ -113,69 +152,75 @@ class _FourierMultiply(torch.autograd.Function):
         theta = coefficients.reshape(n_basis, c_in * c_out)
         if channel is not None:  # a constant multiplier: one more basis function, ψ̂ = 1
             theta = torch.cat((theta, channel.reshape(1, -1)))
-            basis = torch.cat((basis, basis.new_ones(basis.shape[0], 1)), dim=1)
-        theta = theta.to(basis.dtype)
+        planar = _planar_basis(basis, channel is not None)
         spatial = tuple(x.shape[2:])
         modes = _to_modes(torch.fft.rfftn(x, dim=tuple(range(2, x.ndim)), norm="forward"))
-        mixed = modes.new_empty(modes.shape[0], modes.shape[1], c_out)
+        mixed = modes.new_empty(modes.shape[0], c_out, modes.shape[2])  # (M, Co, B)
+        x_rows, y_rows = _real_rows(modes), _real_rows(mixed)
         for part in _chunks(modes.shape[0]):
-            transfer = (basis[part] @ theta).view(-1, c_in, c_out)
-            torch.bmm(modes[part], transfer, out=mixed[part])
+            # y^T = T^T x̂^T = T_re^T x̂^T + T_im^T (i x̂^T), every product real
+            t = _transfer(planar, theta, part).view(-1, 2, c_in, c_out)
+            torch.bmm(t[:, 0].transpose(1, 2), x_rows[part], out=y_rows[part])
+            y_rows[part].baddbmm_(t[:, 1].transpose(1, 2), _times_i(modes[part]))
         extra, index = None, None
         if modes_weight is not None:  # a few wavenumbers: gathered, mixed, added back
             extra = torch.view_as_complex(modes_weight)
             index = torch.tensor(rows, device=x.device)
-            mixed.index_add_(0, index, torch.bmm(modes[index], extra))
+            mixed.index_add_(0, index, torch.bmm(extra.transpose(1, 2), modes[index]))
         if bias is not None:  # a constant field is the k = 0 coefficient (forward norm)
-            mixed[0] += bias
-        ctx.save_for_backward(modes, basis, theta, extra, index)
+            mixed[0] += bias.view(-1, 1)
+        ctx.save_for_backward(modes, planar, theta, extra, index)
         ctx.spatial, ctx.shape = spatial, coefficients.shape
         return _from_modes(mixed, spatial)
 
     @staticmethod
     def backward(ctx, grad):
-        modes, basis, theta, extra, index = ctx.saved_tensors
+        modes, planar, theta, extra, index = ctx.saved_tensors
         spatial, (n_basis, c_in, c_out) = ctx.spatial, ctx.shape
         dims = tuple(range(2, 2 + len(spatial)))
-        grad_modes = _to_modes(torch.fft.rfftn(grad, dim=dims, norm="forward"))  # (M, B, Co)
+        grad_modes = _to_modes(torch.fft.rfftn(grad, dim=dims, norm="forward"))  # (M, Co, B)
         need_x, _, need_theta, need_channel, need_extra, need_bias, _ = ctx.needs_input_grad
         grad_mixed = modes.new_empty(modes.shape) if need_x else None
         grad_theta = theta.new_zeros(theta.shape) if need_theta or need_channel else None
-        weights = _half_axis_weights(spatial, modes)
-        # every product below in conjugated form, so that no operand is a conjugated view
-        # (torch's CPU matmuls take a slower path on those): conj(T) = conj(ψ̂) θ, and θ's
-        # gradient Re(ψ̂^H ∂T) accumulated as Re(ψ̂^T conj(∂T)), conj(∂T) = x̂^T conj(N w ĝ)
-        basis_conj = basis.conj().resolve_conj()
+        weights = _half_axis_weights(spatial, theta)
+        x_rows, g_rows = _real_rows(modes), _real_rows(grad_modes)
+        if grad_mixed is not None:
+            gx_rows = _real_rows(grad_mixed)
+        if grad_theta is not None:  # N w(ξ) folded into the basis (a scalar per wavenumber)
+            weighted = planar * weights.view(-1, 1, 1)
         for part in _chunks(modes.shape[0]):
-            g = grad_modes[part]
-            if need_x:  # ĝ T^H
-                transfer_conj = (basis_conj[part] @ theta).view(-1, c_in, c_out)
-                torch.bmm(g, transfer_conj.transpose(1, 2), out=grad_mixed[part])
+            g_times_minus_i = _real_rows(grad_modes[part] * -1j)  # -i ĝ^T: pairs (Im, -Re)
+            if need_x:  # ĝ T^H, transposed: conj(T) ĝ^T = T_re ĝ^T + T_im (-i ĝ^T)
+                t = _transfer(planar, theta, part).view(-1, 2, c_in, c_out)
+                torch.bmm(t[:, 0], g_rows[part], out=gx_rows[part])
+                gx_rows[part].baddbmm_(t[:, 1], g_times_minus_i)
             if grad_theta is not None:
-                g_conj = torch.mul(g.conj(), weights[part])
-                grad_transfer_conj = torch.bmm(modes[part].transpose(1, 2), g_conj)
-                grad_theta.addmm_(basis[part].T, grad_transfer_conj.view(-1, c_in * c_out))
+                # ∂T = x̂^H ĝ as real row products: Re ∂T = x̂^T·ĝ^T, Im ∂T = x̂^T·(-i ĝ^T);
+                # θ's gradient Re Σ_ξ conj(ψ̂) N w ∂T = Σ_ξ N w (ψ̂_re Re ∂T + ψ̂_im Im ∂T)
+                grad_real = torch.bmm(x_rows[part], g_rows[part].transpose(1, 2))
+                grad_imag = torch.bmm(x_rows[part], g_times_minus_i.transpose(1, 2))
+                grad_theta.addmm_(weighted[part, 0].T, grad_real.view(-1, c_in * c_out))
+                grad_theta.addmm_(weighted[part, 1].T, grad_imag.view(-1, c_in * c_out))
         grad_extra = None
         if extra is not None:
-            g = grad_modes[index]
+            g = grad_modes[index]  # (K, Co, B)
             if need_x:
                 extra_conj = extra.conj().resolve_conj()
-                grad_mixed.index_add_(0, index, torch.bmm(g, extra_conj.transpose(1, 2)))
-            if need_extra:
-                g_conj = torch.mul(g.conj(), weights[index])
-                grad_extra = torch.bmm(modes[index].transpose(1, 2), g_conj).conj()
+                grad_mixed.index_add_(0, index, torch.bmm(extra_conj, g))
+            if need_extra:  # N w x̂^H ĝ = conj(x̂^T conj(N w ĝ))
+                g_conj = torch.mul(g.conj(), weights[index].view(-1, 1, 1))
+                grad_extra = torch.bmm(modes[index], g_conj.transpose(1, 2)).conj()
                 grad_extra = torch.view_as_real(grad_extra.resolve_conj())
         grad_x = _from_modes(grad_mixed, spatial) if need_x else None
         grad_coefficients = grad_channel = None
         if grad_theta is not None:
-            grad_theta = grad_theta.real
             if need_theta:
                 grad_coefficients = grad_theta[:n_basis].reshape(n_basis, c_in, c_out)
             if need_channel:
                 grad_channel = grad_theta[n_basis].reshape(c_in, c_out)
         grad_bias = None
         if need_bias:  # through the k = 0 coefficient: N Re ĝ_0, summed over the batch
-            grad_bias = grad_modes[0].real.sum(dim=0) * math.prod(spatial)
+            grad_bias = grad_modes[0].real.sum(dim=1) * math.prod(spatial)
         return grad_x, None, grad_coefficients, grad_channel, grad_extra, grad_bias, None
 
 
