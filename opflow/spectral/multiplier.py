@@ -188,7 +188,7 @@ class _FourierMultiply(torch.autograd.Function):
             gx_rows = _real_rows(grad_mixed)
         if grad_theta is not None:  # N w(ξ) folded into the basis (a scalar per wavenumber)
             weighted = planar * weights.view(-1, 1, 1)
-        for part in _chunks(modes.shape[0]):
+        for part in _chunks(modes.shape[0]) if need_x or grad_theta is not None else ():
             g_times_minus_i = _real_rows(grad_modes[part] * -1j)  # -i ĝ^T: pairs (Im, -Re)
             if need_x:  # ĝ T^H, transposed: conj(T) ĝ^T = T_re ĝ^T + T_im (-i ĝ^T)
                 t = _transfer(planar, theta, part).view(-1, 2, c_in, c_out)
