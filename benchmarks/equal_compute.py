@@ -59,6 +59,8 @@ import numpy as np
 import torch
 from baselines import real_parameter_count
 from ns_models import high_wavenumber_share, zero_shot_with_per_grid_stencils
+from swe_accuracy import N_TEST as SWE_TEST
+from swe_accuracy import evaluate as swe_rollout_scores
 
 import opflow
 from opflow.data.recipes import generate, load_recipe, output_paths
@@ -67,7 +69,6 @@ from opflow.train import load_config, train
 
 ROOT = Path(__file__).resolve().parent.parent
 SWE_LEADS = tuple(range(1, 11))  # hours
-SWE_TEST = 20  # the last trajectories of the file: the config's test split
 
 
 @dataclass(frozen=True)
@@ -109,35 +110,12 @@ def _darcy_scores(name: str, run_dir: Path, paths: list[Path]) -> dict[str, floa
     }
 
 
-def _swe_rollout_rmse(run_dir: Path | None, path: Path) -> dict[str, float]:
-    """Latitude-weighted RMSE of height (m) and vorticity (1e-6/s) at every lead hour, mean
-    over the test trajectories; ``run_dir`` None is persistence."""
-    import xarray as xr
-
-    from opflow.evaluate.weather import lat_weighted_rmse
-
-    with xr.open_dataset(path) as ds:
-        truth = ds.isel(sample=slice(-SWE_TEST, None)).load().sortby("lat")
-    state = truth.isel(time=[0])
-    if run_dir is None:
-        prediction = xr.concat([state.isel(time=0, drop=True)] * max(SWE_LEADS), dim="time")
-    else:
-        prediction = opflow.load(run_dir).rollout(state, steps=max(SWE_LEADS))
-    prediction = prediction.assign_coords(time=truth["time"].values[1 : max(SWE_LEADS) + 1])
-    scores = {}
-    for variable, scale, label in (("geopotential_height", 1.0, "z"), ("vorticity", 1e6, "vort")):
-        for hours in SWE_LEADS:
-            rmse = lat_weighted_rmse(
-                prediction[variable].sel(time=hours), truth[variable].sel(time=hours)
-            )
-            scores[f"{label}_{hours}h"] = scale * float(rmse.mean())
-    return scores
-
-
 def _swe_scores(name: str, run_dir: Path, paths: list[Path]) -> dict[str, float]:
     coarse, fine = paths
-    fine_scores = _swe_rollout_rmse(run_dir, fine)
-    return _swe_rollout_rmse(run_dir, coarse) | {f"{k}_2x": v for k, v in fine_scores.items()}
+    fine_scores = swe_rollout_scores(run_dir, fine, SWE_LEADS)
+    return swe_rollout_scores(run_dir, coarse, SWE_LEADS) | {
+        f"{k}_2x": v for k, v in fine_scores.items()
+    }
 
 
 _NS_CONTENDERS = {

@@ -46,34 +46,32 @@ HOURS = (1, 5)
 N_TEST = 20
 
 
-def _scores(prediction: xr.Dataset, truth: xr.Dataset) -> dict[str, float]:
-    """Mean over test trajectories of the lat-weighted RMSE at each lead time in HOURS."""
+def _scores(prediction: xr.Dataset, truth: xr.Dataset, hours: tuple[int, ...]) -> dict[str, float]:
+    """Mean over test trajectories of the lat-weighted RMSE at each lead time in ``hours``."""
     out = {}
-    for hours in HOURS:
+    for lead in hours:
         for name, scale, label in (
             ("geopotential_height", 1.0, "z"),
             ("vorticity", 1e6, "vort"),
         ):
-            rmse = lat_weighted_rmse(prediction[name].sel(time=hours), truth[name].sel(time=hours))
-            out[f"{label}_{hours}h"] = scale * float(rmse.mean())
+            rmse = lat_weighted_rmse(prediction[name].sel(time=lead), truth[name].sel(time=lead))
+            out[f"{label}_{lead}h"] = scale * float(rmse.mean())
     return out
 
 
-def evaluate(run_dir: Path | None, path: Path) -> dict[str, float]:
-    """Roll out ``run_dir``'s surrogate (persistence when None) on the test trajectories."""
+def evaluate(run_dir: Path | None, path: Path, hours: tuple[int, ...] = HOURS) -> dict[str, float]:
+    """Roll out ``run_dir``'s surrogate (persistence when None) from the initial states of the
+    last ``N_TEST`` trajectories (the configs' test split) and score it at the lead ``hours``."""
     with xr.open_dataset(path) as ds:
         truth = ds.isel(sample=slice(-N_TEST, None)).load()
     truth = truth.sortby("lat")  # the surrogate's xarray output has ascending coordinates
     state = truth.isel(time=[0])
     if run_dir is None:
-        steps = [state.isel(time=0, drop=True)] * max(HOURS)
-        prediction = xr.concat(steps, dim="time")
-        prediction = prediction.assign_coords(time=truth["time"].values[1 : max(HOURS) + 1])
-        return _scores(prediction, truth)
-    surrogate = opflow.load(run_dir)
-    prediction = surrogate.rollout(state, steps=max(HOURS))
-    prediction = prediction.assign_coords(time=truth["time"].values[1 : max(HOURS) + 1])
-    return _scores(prediction, truth)
+        prediction = xr.concat([state.isel(time=0, drop=True)] * max(hours), dim="time")
+    else:
+        prediction = opflow.load(run_dir).rollout(state, steps=max(hours))
+    prediction = prediction.assign_coords(time=truth["time"].values[1 : max(hours) + 1])
+    return _scores(prediction, truth, hours)
 
 
 def main() -> None:
