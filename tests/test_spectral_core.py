@@ -187,12 +187,25 @@ def test_cached_constants_are_bounded_per_device_and_guarded_against_writes():
     fourier.analysis_step.cache_clear()
 
 
+def _stencil_multipliers(spatial) -> torch.Tensor:
+    """``rfftn`` of six random real stencils on a grid, ``(M, 6)`` complex: two stencils, their
+    point reflections (real parts equal, imaginary parts opposite: each part has rank 4) and
+    two more."""
+    dims = tuple(range(1, len(spatial) + 1))
+    stencils = torch.randn(4, *spatial, dtype=torch.float64)
+    mirrored = torch.roll(stencils[:2].flip(dims), [1] * len(spatial), dims)  # s(-x), periodic
+    stencils = torch.cat((stencils[:2], mirrored, stencils[2:]))
+    return torch.fft.rfftn(stencils, dim=dims).flatten(1).T
+
+
 def test_fourier_multiplier_equals_the_composition_in_values_and_gradients(monkeypatch):
-    """fourier_multiply (T = basis @ θ built chunk by chunk of wavenumbers, a hand-written
-    backward) against autograd through the whole T, rfftn -> per-wavenumber complex product
-    -> irfftn, in float64 to 1e-12: values and the gradients of the field and θ, on even and
-    odd grids in 1-3 D (the half axis' weights differ at Nyquist), with chunks that do and do
-    not divide the wavenumbers; then with the extra maps riding along (a channel map, weights
+    """fourier_multiply (T = basis @ θ built chunk by chunk of wavenumbers from the basis' real
+    and imaginary parts factored through their spans, a hand-written backward) against
+    autograd through the whole T, rfftn -> per-wavenumber complex product -> irfftn, in
+    float64 to 1e-12 (the factors rebuild the basis to 1e-12, one direction per rank):
+    values and the gradients of the field and θ, on even and odd grids in 1-3 D (the half
+    axis' weights differ at Nyquist), with chunks that do and do not divide the wavenumbers;
+    then with the extra maps riding along (a channel map, weights
     on a spectral conv's kept wavenumbers, a bias) and their gradients."""
     from opflow.spectral import multiplier
 
@@ -200,8 +213,15 @@ def test_fourier_multiplier_equals_the_composition_in_values_and_gradients(monke
     torch.manual_seed(0)
     for shape in [(3, 4, 16, 16), (3, 4, 15, 10), (2, 3, 9), (2, 3, 8), (2, 2, 6, 5, 4)]:
         x = torch.randn(*shape, dtype=torch.float64, requires_grad=True)
-        modes = math.prod((*shape[2:-1], shape[-1] // 2 + 1))
-        basis = torch.randn(modes, 6, dtype=torch.complex128)
+        multipliers = _stencil_multipliers(shape[2:])
+        basis = multiplier.SplitBasis.of(multipliers)
+        torch.testing.assert_close(basis.multipliers(), multipliers, rtol=0, atol=1e-12)
+        ranks = [
+            int(torch.linalg.matrix_rank(part)) for part in (multipliers.real, multipliers.imag)
+        ]
+        assert [basis.real.shape[1], basis.imag.shape[1]] == ranks
+        if len(shape) > 3:  # two mirror pairs share their parts: 4 of 6 directions each
+            assert ranks == [4, 4]
         theta = torch.randn(6, shape[1], 5, dtype=torch.float64, requires_grad=True)
         upstream = torch.randn(shape[0], 5, *shape[2:], dtype=torch.float64)
         got = multiplier.fourier_multiply(x, basis, theta)

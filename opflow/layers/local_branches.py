@@ -26,7 +26,7 @@ from opflow.errors import ConfigError, ShapeError
 from opflow.layers.channel_mlp import ChannelLinear
 from opflow.spectral import SpectralConv
 from opflow.spectral.cache import ConstantCache
-from opflow.spectral.multiplier import Extra, fourier_multiply, kept_rows
+from opflow.spectral.multiplier import Extra, SplitBasis, fourier_multiply, kept_rows
 from opflow.spectral.precision import full_precision
 
 __all__ = ["LocalBranches", "circular_kernel", "shared_band"]
@@ -104,11 +104,12 @@ class LocalBranches(nn.ModuleList):
         self.reference_grid = None if reference_grid is None else tuple(reference_grid)
         self._basis_multipliers = ConstantCache(maxsize=8)
 
-    def basis_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    def basis_multipliers(self, grid_shape: tuple[int, ...], like: torch.Tensor) -> SplitBasis:
         """The branches' basis stencils as multipliers on ``grid_shape``'s real-FFT wavenumbers:
-        complex ``(M, L)`` (``M`` the points of ``torch.fft.rfftn``'s output in row-major
-        order, ``L`` the basis functions of all branches in order; zero outside
-        :func:`shared_band`), in ``like``'s precision and device."""
+        ``(M, L)`` (``M`` the points of ``torch.fft.rfftn``'s output in row-major order, ``L``
+        the basis functions of all branches in order; zero outside :func:`shared_band`),
+        factored in float64 (:class:`~opflow.spectral.multiplier.SplitBasis`), in ``like``'s
+        precision and device."""
         key = (grid_shape, self.reference_grid, like.dtype, like.device)
         return self._basis_multipliers.get(key, lambda: self._build_multipliers(grid_shape, like))
 
@@ -127,8 +128,7 @@ class LocalBranches(nn.ModuleList):
         spectrum = torch.fft.rfftn(kernels, dim=dims)
         if tuple(stencil_grid) != tuple(grid_shape):
             spectrum = _on_grid(spectrum, shared_band(grid_shape, stencil_grid), grid_shape)
-        dtype = torch.complex128 if like.dtype == torch.float64 else torch.complex64
-        return spectrum.flatten(1).T.to(dtype).to(like.device).contiguous()
+        return SplitBasis.of(spectrum.flatten(1).T).to(like.dtype, like.device)
 
     @property
     def is_multiplier(self) -> bool:
@@ -166,7 +166,7 @@ class LocalBranches(nn.ModuleList):
                 f"a {len(self.reference_grid)}-D grid like the reference {self.reference_grid}",
                 "check the number of spatial dims",
             )
-        basis = self.basis_multipliers(grid_shape, x)  # (M, L) complex
+        basis = self.basis_multipliers(grid_shape, x)  # (M, L), factored
         coefficients = torch.cat([branch.coefficients() for branch in self], dim=2)
         # T(ξ) = Σ_l θ_l ψ̂_l(ξ) on rfftn's own layout: every wavenumber is kept, so the
         # core's truncated canonical layout would only add copies

@@ -1,8 +1,8 @@
 r"""A Fourier multiplier on every wavenumber of a periodic grid, spanned by basis multipliers.
 
 For a real field ``x`` ``(B, C_in, *s)``, basis multipliers ``ψ̂_l(ξ)`` ``(M, L)`` (complex,
-on ``torch.fft.rfftn``'s ``M`` wavenumbers in row-major order) and real coefficients ``θ_l``
-``(L, C_in, C_out)``,
+on ``torch.fft.rfftn``'s ``M`` wavenumbers in row-major order; given as a :class:`SplitBasis`)
+and real coefficients ``θ_l`` ``(L, C_in, C_out)``,
 
 .. math::
 
@@ -23,8 +23,14 @@ the products. The wavenumbers are taken in chunks of :data:`MODES_PER_CHUNK` ins
 chunk ``T`` is built, applied and dropped while in cache, and in the backward rebuilt, and
 its gradient folded into ``θ``'s at once (``benchmarks/RESULTS.md``).
 
-Every product is real. ``θ`` is real, so ``T``'s real and imaginary parts are one real GEMM
-``[Re ψ̂; Im ψ̂] θ`` (half the flops of a complex one). The spectrum is held per wavenumber
+Every product is real. ``θ`` is real, so ``T``'s real and imaginary parts are real GEMMs
+``Re ψ̂ θ`` and ``Im ψ̂ θ`` (half the flops of a complex one); each part of the basis is held
+factored through its span (:class:`SplitBasis`), ``Re ψ̂ = A_re Q_re``, and ``T_re = A_re
+(Q_re θ)`` is a GEMM over the span's dimension. The stencils of a local kernel come in
+mirror pairs (a gradient and its reflection, the angular pieces of a disc), whose
+multipliers share their real and imaginary parts up to sign, so each part spans about
+half the functions: LocalNO's 18 basis multipliers span 9 real and 8 imaginary dimensions,
+and building ``T`` costs half as much. The spectrum is held per wavenumber
 transposed, ``x̂(ξ)^T`` ``(C_in, B)``, whose real view ``X`` ``(C_in, 2B)`` interleaves real
 and imaginary parts along its rows; a real matrix acting from the left keeps that pairing,
 so ``y^T = T^T x̂^T = T_re^T X + T_im^T (i X)`` are two real GEMMs (``i X``: the pairs
@@ -35,8 +41,9 @@ field's gradient is the same three steps applied to the upstream gradient ``g``
 (``conj(T) ĝ^T = T_re G + T_im (-i G)``); the transfer's is ``N w(ξ) x̂(ξ)^H ĝ(ξ)`` with
 ``ĝ = rfftn(g, norm="forward")``, ``N`` the grid's points and ``w = 2`` on the half axis'
 interior wavenumbers (each stands for itself and its mirror image), ``1`` at 0 and Nyquist —
-as real row products ``Re = X G^T``, ``Im = X (-i G)^T``; ``θ``'s is
-``Re Σ_ξ ψ̂_l(ξ)^* ∂T(ξ)``, a real GEMM over the wavenumbers. Autograd through the
+as real row products ``Re = X G^T``, ``Im = X (-i G)^T``; the factored coefficients' are
+``Σ_ξ A_re(ξ)^T Re ∂T(ξ)`` and ``Σ_ξ A_im(ξ)^T Im ∂T(ξ)``, real GEMMs over the wavenumbers
+(``θ``'s, through ``Q``, by autograd). Autograd through the
 composition would also differentiate ``rfftn`` by a full complex transform of a zero-padded
 gradient (twice the work of a real one, plus the padding).
 """
@@ -53,6 +60,7 @@ from opflow.spectral.fourier import kept_frequencies
 __all__ = [
     "MODES_PER_CHUNK",
     "Extra",
+    "SplitBasis",
     "fourier_multiply",
     "fourier_multiply_reference",
     "kept_rows",
@@ -122,22 +130,47 @@ class Extra:
     bias: torch.Tensor | None = None
 
 
-def _planar_basis(basis: torch.Tensor, with_constant: bool) -> torch.Tensor:
-    """The basis' real and imaginary parts, ``(M, 2, L)`` contiguous; with a last function
-    ``ψ̂ = 1`` (real 1, imaginary 0) for a channel map riding along."""
-    planar = torch.stack((basis.real, basis.imag), dim=1)
-    if with_constant:
-        constant = planar.new_zeros(planar.shape[0], 2, 1)
-        constant[:, 0] = 1.0
-        planar = torch.cat((planar, constant), dim=2)
-    return planar
+@dataclasses.dataclass(frozen=True)
+class SplitBasis:
+    """Basis multipliers ``ψ̂`` ``(M, L)`` held as their real and imaginary parts, each factored
+    through its column span: ``Re ψ̂ = real @ real_map``, ``Im ψ̂ = imag @ imag_map`` with
+    ``real`` ``(M, R)``, ``real_map`` ``(R, L)`` (orthonormal rows), ``imag`` ``(M, I)``,
+    ``imag_map`` ``(I, L)``; ``R`` and ``I`` the parts' ranks, at most ``L`` each."""
+
+    real: torch.Tensor
+    imag: torch.Tensor
+    real_map: torch.Tensor
+    imag_map: torch.Tensor
+
+    @classmethod
+    def of(cls, basis: torch.Tensor) -> SplitBasis:
+        """Factor complex ``basis`` ``(M, L)`` (by SVD, in its precision: build it in float64
+        and cast with :meth:`to`); directions whose singular value is below ``max(M, L) ε``
+        of the largest (rounding of zero) are dropped, and a function whose part is zero gets
+        a zero column in the map (not rounding: its coefficient's gradient stays 0)."""
+        parts = []
+        for part in (basis.real, basis.imag):
+            u, s, vh = torch.linalg.svd(part, full_matrices=False)
+            eps = torch.finfo(part.dtype).eps
+            rank = int((s > max(part.shape) * eps * s[0]).sum()) if s.numel() else 0
+            part_map = vh[:rank] * (part != 0).any(dim=0)
+            parts.append((u[:, :rank] * s[:rank], part_map))
+        (real, real_map), (imag, imag_map) = parts
+        return cls(*(t.contiguous() for t in (real, imag, real_map, imag_map)))
+
+    def to(self, dtype: torch.dtype, device: torch.device | str) -> SplitBasis:
+        """The factors in ``dtype`` on ``device``."""
+        return SplitBasis(*(t.to(dtype=dtype, device=device) for t in dataclasses.astuple(self)))
+
+    def multipliers(self) -> torch.Tensor:
+        """``ψ̂`` ``(M, L)`` complex, rebuilt from its factors."""
+        return torch.complex(self.real @ self.real_map, self.imag @ self.imag_map)
 
 
-def _transfer(planar: torch.Tensor, theta: torch.Tensor, part: slice) -> torch.Tensor:
-    """``T`` on the wavenumbers ``part``, real and imaginary parts apart: ``(P, 2, C_in·C_out)``
-    (one real GEMM: ``θ`` is real)."""
-    chunk = planar[part]
-    return (chunk.flatten(0, 1) @ theta).view(chunk.shape[0], 2, -1)
+def _transfer(coefficients: tuple[torch.Tensor, torch.Tensor], part: slice, c_in: int):
+    """``T``'s real and imaginary parts on the wavenumbers ``part``, each ``(P, C_in, C_out)``:
+    ``A_re θ_re`` and ``A_im θ_im``, ``coefficients = ((A_re, θ_re), (A_im, θ_im))``."""
+    return [(a[part] @ theta).view(-1, c_in, theta.shape[1] // c_in) for a, theta in coefficients]
 
 
 def _times_i(modes: torch.Tensor) -> torch.Tensor:
@@ -147,21 +180,17 @@ def _times_i(modes: torch.Tensor) -> torch.Tensor:
 
 class _FourierMultiply(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, x, basis, coefficients, channel, modes_weight, bias, rows):
-        n_basis, c_in, c_out = coefficients.shape
-        theta = coefficients.reshape(n_basis, c_in * c_out)
-        if channel is not None:  # a constant multiplier: one more basis function, ψ̂ = 1
-            theta = torch.cat((theta, channel.reshape(1, -1)))
-        planar = _planar_basis(basis, channel is not None)
-        spatial = tuple(x.shape[2:])
+    def forward(ctx, x, real, imag, theta_real, theta_imag, c_in, modes_weight, bias, rows):
+        spatial, c_out = tuple(x.shape[2:]), theta_real.shape[1] // c_in
         modes = _to_modes(torch.fft.rfftn(x, dim=tuple(range(2, x.ndim)), norm="forward"))
         mixed = modes.new_empty(modes.shape[0], c_out, modes.shape[2])  # (M, Co, B)
         x_rows, y_rows = _real_rows(modes), _real_rows(mixed)
+        coefficients = ((real, theta_real), (imag, theta_imag))
         for part in _chunks(modes.shape[0]):
             # y^T = T^T x̂^T = T_re^T x̂^T + T_im^T (i x̂^T), every product real
-            t = _transfer(planar, theta, part).view(-1, 2, c_in, c_out)
-            torch.bmm(t[:, 0].transpose(1, 2), x_rows[part], out=y_rows[part])
-            y_rows[part].baddbmm_(t[:, 1].transpose(1, 2), _times_i(modes[part]))
+            t_real, t_imag = _transfer(coefficients, part, c_in)
+            torch.bmm(t_real.transpose(1, 2), x_rows[part], out=y_rows[part])
+            y_rows[part].baddbmm_(t_imag.transpose(1, 2), _times_i(modes[part]))
         extra, index = None, None
         if modes_weight is not None:  # a few wavenumbers: gathered, mixed, added back
             extra = torch.view_as_complex(modes_weight)
@@ -169,38 +198,40 @@ class _FourierMultiply(torch.autograd.Function):
             mixed.index_add_(0, index, torch.bmm(extra.transpose(1, 2), modes[index]))
         if bias is not None:  # a constant field is the k = 0 coefficient (forward norm)
             mixed[0] += bias.view(-1, 1)
-        ctx.save_for_backward(modes, planar, theta, extra, index)
-        ctx.spatial, ctx.shape = spatial, coefficients.shape
+        ctx.save_for_backward(modes, real, imag, theta_real, theta_imag, extra, index)
+        ctx.spatial, ctx.c_in = spatial, c_in
         return _from_modes(mixed, spatial)
 
     @staticmethod
     def backward(ctx, grad):
-        modes, planar, theta, extra, index = ctx.saved_tensors
-        spatial, (n_basis, c_in, c_out) = ctx.spatial, ctx.shape
+        modes, real, imag, theta_real, theta_imag, extra, index = ctx.saved_tensors
+        spatial, c_in = ctx.spatial, ctx.c_in
         dims = tuple(range(2, 2 + len(spatial)))
         grad_modes = _to_modes(torch.fft.rfftn(grad, dim=dims, norm="forward"))  # (M, Co, B)
-        need_x, _, need_theta, need_channel, need_extra, need_bias, _ = ctx.needs_input_grad
+        need_x, _, _, need_real, need_imag, _, need_extra, need_bias, _ = ctx.needs_input_grad
         grad_mixed = modes.new_empty(modes.shape) if need_x else None
-        grad_theta = theta.new_zeros(theta.shape) if need_theta or need_channel else None
-        weights = _half_axis_weights(spatial, theta)
+        grad_real = theta_real.new_zeros(theta_real.shape) if need_real else None
+        grad_imag = theta_imag.new_zeros(theta_imag.shape) if need_imag else None
+        weights = _half_axis_weights(spatial, theta_real)  # N w(ξ): folded into the factors
+        weighted_real, weighted_imag = real * weights, imag * weights
+        coefficients = ((real, theta_real), (imag, theta_imag))
         x_rows, g_rows = _real_rows(modes), _real_rows(grad_modes)
         if grad_mixed is not None:
             gx_rows = _real_rows(grad_mixed)
-        if grad_theta is not None:  # N w(ξ) folded into the basis (a scalar per wavenumber)
-            weighted = planar * weights.view(-1, 1, 1)
-        for part in _chunks(modes.shape[0]) if need_x or grad_theta is not None else ():
+        for part in _chunks(modes.shape[0]) if need_x or need_real or need_imag else ():
             g_times_minus_i = _real_rows(grad_modes[part] * -1j)  # -i ĝ^T: pairs (Im, -Re)
             if need_x:  # ĝ T^H, transposed: conj(T) ĝ^T = T_re ĝ^T + T_im (-i ĝ^T)
-                t = _transfer(planar, theta, part).view(-1, 2, c_in, c_out)
-                torch.bmm(t[:, 0], g_rows[part], out=gx_rows[part])
-                gx_rows[part].baddbmm_(t[:, 1], g_times_minus_i)
-            if grad_theta is not None:
-                # ∂T = x̂^H ĝ as real row products: Re ∂T = x̂^T·ĝ^T, Im ∂T = x̂^T·(-i ĝ^T);
-                # θ's gradient Re Σ_ξ conj(ψ̂) N w ∂T = Σ_ξ N w (ψ̂_re Re ∂T + ψ̂_im Im ∂T)
-                grad_real = torch.bmm(x_rows[part], g_rows[part].transpose(1, 2))
-                grad_imag = torch.bmm(x_rows[part], g_times_minus_i.transpose(1, 2))
-                grad_theta.addmm_(weighted[part, 0].T, grad_real.view(-1, c_in * c_out))
-                grad_theta.addmm_(weighted[part, 1].T, grad_imag.view(-1, c_in * c_out))
+                t_real, t_imag = _transfer(coefficients, part, c_in)
+                torch.bmm(t_real, g_rows[part], out=gx_rows[part])
+                gx_rows[part].baddbmm_(t_imag, g_times_minus_i)
+            # ∂T = x̂^H ĝ as real row products: Re ∂T = x̂^T·ĝ^T, Im ∂T = x̂^T·(-i ĝ^T);
+            # the factored coefficients' gradients Σ_ξ N w A(ξ)^T ∂T(ξ), part by part
+            if need_real:
+                dt_real = torch.bmm(x_rows[part], g_rows[part].transpose(1, 2))
+                grad_real.addmm_(weighted_real[part].T, dt_real.view(dt_real.shape[0], -1))
+            if need_imag:
+                dt_imag = torch.bmm(x_rows[part], g_times_minus_i.transpose(1, 2))
+                grad_imag.addmm_(weighted_imag[part].T, dt_imag.view(dt_imag.shape[0], -1))
         grad_extra = None
         if extra is not None:
             g = grad_modes[index]  # (K, Co, B)
@@ -212,45 +243,46 @@ class _FourierMultiply(torch.autograd.Function):
                 grad_extra = torch.bmm(modes[index], g_conj.transpose(1, 2)).conj()
                 grad_extra = torch.view_as_real(grad_extra.resolve_conj())
         grad_x = _from_modes(grad_mixed, spatial) if need_x else None
-        grad_coefficients = grad_channel = None
-        if grad_theta is not None:
-            if need_theta:
-                grad_coefficients = grad_theta[:n_basis].reshape(n_basis, c_in, c_out)
-            if need_channel:
-                grad_channel = grad_theta[n_basis].reshape(c_in, c_out)
         grad_bias = None
         if need_bias:  # through the k = 0 coefficient: N Re ĝ_0, summed over the batch
             grad_bias = grad_modes[0].real.sum(dim=1) * math.prod(spatial)
-        return grad_x, None, grad_coefficients, grad_channel, grad_extra, grad_bias, None
+        return grad_x, None, None, grad_real, grad_imag, None, grad_extra, grad_bias, None
 
 
 def fourier_multiply(
-    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor, extra: Extra | None = None
+    x: torch.Tensor, basis: SplitBasis, coefficients: torch.Tensor, extra: Extra | None = None
 ) -> torch.Tensor:
-    """``irfftn(rfftn(x, norm="forward") T, norm="forward")`` with ``T = basis @ θ`` (plus the
-    ``extra`` maps): ``x`` real ``(B, C_in, *s)``, ``basis`` complex ``(M, L)`` (constant: no
-    gradient), ``coefficients`` real ``(L, C_in, C_out)`` -> ``(B, C_out, *s)``. The same
-    numbers as :func:`fourier_multiply_reference`, computed as the module docstring says."""
+    """``irfftn(rfftn(x, norm="forward") T, norm="forward")`` with ``T = ψ̂ θ`` (plus the
+    ``extra`` maps): ``x`` real ``(B, C_in, *s)``, ``basis`` the multipliers ``ψ̂`` ``(M, L)``
+    factored (constant: no gradient), ``coefficients`` ``θ`` real ``(L, C_in, C_out)`` ->
+    ``(B, C_out, *s)``. The same numbers as :func:`fourier_multiply_reference`, computed as
+    the module docstring says."""
     extra = extra or Extra()
     if torch.compiler.is_exporting():
         return fourier_multiply_reference(x, basis, coefficients, extra)
+    n_basis, c_in, c_out = coefficients.shape
+    theta = coefficients.reshape(n_basis, c_in * c_out)
+    real, theta_real = basis.real, basis.real_map @ theta
+    if extra.channel is not None:  # a constant multiplier: one more real factor, ψ̂ = 1
+        real = torch.cat((real, real.new_ones(real.shape[0], 1)), dim=1)
+        theta_real = torch.cat((theta_real, extra.channel.reshape(1, -1)))
     return _FourierMultiply.apply(
-        x, basis, coefficients, extra.channel, extra.modes, extra.bias, extra.rows
-    )
+        x, real, basis.imag, theta_real, basis.imag_map @ theta, c_in,
+        extra.modes, extra.bias, extra.rows,
+    )  # fmt: skip
 
 
 def fourier_multiply_reference(
-    x: torch.Tensor, basis: torch.Tensor, coefficients: torch.Tensor, extra: Extra | None = None
+    x: torch.Tensor, basis: SplitBasis, coefficients: torch.Tensor, extra: Extra | None = None
 ) -> torch.Tensor:
-    """:func:`fourier_multiply` as a composition of torch operations, ``T`` built whole and
-    everything differentiated by autograd (also the exported graph: real products only, as
-    ONNX has no complex matmul)."""
+    """:func:`fourier_multiply` as a composition of torch operations, ``Re ψ̂`` and ``Im ψ̂``
+    rebuilt from their factors, ``T`` built whole and everything differentiated by autograd
+    (also the exported graph: real products only, as ONNX has no complex matmul)."""
     extra = extra or Extra()
     n_basis, c_in, c_out = coefficients.shape
-    parts = torch.view_as_real(basis)  # (M, L, 2)
     flat = coefficients.reshape(n_basis, c_in * c_out)
-    t_real = (parts[..., 0] @ flat).view(-1, c_in, c_out)
-    t_imag = (parts[..., 1] @ flat).view(-1, c_in, c_out)
+    t_real = (basis.real @ basis.real_map @ flat).view(-1, c_in, c_out)
+    t_imag = (basis.imag @ basis.imag_map @ flat).view(-1, c_in, c_out)
     if extra.channel is not None:
         t_real = t_real + extra.channel
     if extra.modes is not None:
