@@ -12,11 +12,12 @@ from opflow.spectral.conv import (
     mix_modes,
 )
 from opflow.spectral.fourier import check_grid, kept_frequencies, min_grid_points
-from opflow.spectral.multiplier import fourier_multiply
+from opflow.spectral.multiplier import SplitBasis, fourier_multiply
 
 __all__ = [
     "BACKENDS",
     "SpectralConv",
+    "SplitBasis",
     "check_grid",
     "cosine_resample",
     "even_extension",
