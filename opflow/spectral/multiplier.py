@@ -21,7 +21,9 @@ the activations — so building it, reading it in the product and again in the
 backward, and writing and reducing its gradient are passes through memory that cost more than
 the products. The wavenumbers are taken in chunks of :data:`MODES_PER_CHUNK` instead: per
 chunk ``T`` is built, applied and dropped while in cache, and in the backward rebuilt, and
-its gradient folded into ``θ``'s at once (``benchmarks/RESULTS.md``).
+its gradient folded into ``θ``'s at once (``benchmarks/RESULTS.md``). A chunk's temporaries
+(``T``'s parts, ``±i x̂``, ``∂T``) live in buffers allocated once per call and reused chunk
+after chunk, so they stay in cache (fresh ones per chunk made a LocalNO step 2-3% slower).
 
 Every product is real. ``θ`` is real, so ``T``'s real and imaginary parts are real GEMMs
 ``Re ψ̂ θ`` and ``Im ψ̂ θ`` (half the flops of a complex one); each part of the basis is held
@@ -167,15 +169,22 @@ class SplitBasis:
         return torch.complex(self.real @ self.real_map, self.imag @ self.imag_map)
 
 
-def _transfer(coefficients: tuple[torch.Tensor, torch.Tensor], part: slice, c_in: int):
+def _transfer(coefficients: tuple, part: slice, c_in: int, out: torch.Tensor) -> list:
     """``T``'s real and imaginary parts on the wavenumbers ``part``, each ``(P, C_in, C_out)``:
-    ``A_re θ_re`` and ``A_im θ_im``, ``coefficients = ((A_re, θ_re), (A_im, θ_im))``."""
-    return [(a[part] @ theta).view(-1, c_in, theta.shape[1] // c_in) for a, theta in coefficients]
+    ``A_re θ_re`` and ``A_im θ_im``, ``coefficients = ((A_re, θ_re), (A_im, θ_im))``, written
+    into ``out`` ``(2, ≥ P, C_in·C_out)``."""
+    parts = []
+    for buffer, (a, theta) in zip(out, coefficients):
+        rows = a[part]
+        t = torch.mm(rows, theta, out=buffer[: rows.shape[0]])
+        parts.append(t.view(-1, c_in, theta.shape[1] // c_in))
+    return parts
 
 
-def _times_i(modes: torch.Tensor) -> torch.Tensor:
-    """``i x̂`` as a real ``(P, C, 2B)`` operand (pairs ``(-Im, Re)``), from ``(P, C, B)``."""
-    return _real_rows(modes * 1j)
+def _times(modes: torch.Tensor, factor: complex, out: torch.Tensor) -> torch.Tensor:
+    """``factor x̂`` (``±i``) written into ``out``, as a real ``(P, C, 2B)`` operand: for ``i``
+    the pairs ``(-Im, Re)``, for ``-i`` ``(Im, -Re)``."""
+    return _real_rows(torch.mul(modes, factor, out=out[: modes.shape[0]]))
 
 
 class _FourierMultiply(torch.autograd.Function):
@@ -186,11 +195,14 @@ class _FourierMultiply(torch.autograd.Function):
         mixed = modes.new_empty(modes.shape[0], c_out, modes.shape[2])  # (M, Co, B)
         x_rows, y_rows = _real_rows(modes), _real_rows(mixed)
         coefficients = ((real, theta_real), (imag, theta_imag))
+        size = min(MODES_PER_CHUNK, modes.shape[0])  # a chunk's temporaries, reused (in cache)
+        t_buf = theta_real.new_empty(2, size, theta_real.shape[1])
+        i_buf = modes.new_empty(size, *modes.shape[1:])
         for part in _chunks(modes.shape[0]):
             # y^T = T^T x̂^T = T_re^T x̂^T + T_im^T (i x̂^T), every product real
-            t_real, t_imag = _transfer(coefficients, part, c_in)
+            t_real, t_imag = _transfer(coefficients, part, c_in, t_buf)
             torch.bmm(t_real.transpose(1, 2), x_rows[part], out=y_rows[part])
-            y_rows[part].baddbmm_(t_imag.transpose(1, 2), _times_i(modes[part]))
+            y_rows[part].baddbmm_(t_imag.transpose(1, 2), _times(modes[part], 1j, i_buf))
         extra, index = None, None
         if modes_weight is not None:  # a few wavenumbers: gathered, mixed, added back
             extra = torch.view_as_complex(modes_weight)
@@ -218,20 +230,26 @@ class _FourierMultiply(torch.autograd.Function):
         x_rows, g_rows = _real_rows(modes), _real_rows(grad_modes)
         if grad_mixed is not None:
             gx_rows = _real_rows(grad_mixed)
+        size = min(MODES_PER_CHUNK, modes.shape[0])  # a chunk's temporaries, reused (in cache)
+        t_buf = theta_real.new_empty(2, size, theta_real.shape[1])
+        minus_i_buf = grad_modes.new_empty(size, *grad_modes.shape[1:])
+        dt_buf = theta_real.new_empty(size, c_in, grad_modes.shape[1])  # Re ∂T, then Im ∂T
         for part in _chunks(modes.shape[0]) if need_x or need_real or need_imag else ():
-            g_times_minus_i = _real_rows(grad_modes[part] * -1j)  # -i ĝ^T: pairs (Im, -Re)
+            p = min(part.stop, modes.shape[0]) - part.start
+            g_times_minus_i = _times(grad_modes[part], -1j, minus_i_buf)  # -i ĝ^T
             if need_x:  # ĝ T^H, transposed: conj(T) ĝ^T = T_re ĝ^T + T_im (-i ĝ^T)
-                t_real, t_imag = _transfer(coefficients, part, c_in)
+                t_real, t_imag = _transfer(coefficients, part, c_in, t_buf)
                 torch.bmm(t_real, g_rows[part], out=gx_rows[part])
                 gx_rows[part].baddbmm_(t_imag, g_times_minus_i)
             # ∂T = x̂^H ĝ as real row products: Re ∂T = x̂^T·ĝ^T, Im ∂T = x̂^T·(-i ĝ^T);
             # the factored coefficients' gradients Σ_ξ N w A(ξ)^T ∂T(ξ), part by part
+            dt = dt_buf[:p]
             if need_real:
-                dt_real = torch.bmm(x_rows[part], g_rows[part].transpose(1, 2))
-                grad_real.addmm_(weighted_real[part].T, dt_real.view(dt_real.shape[0], -1))
+                torch.bmm(x_rows[part], g_rows[part].transpose(1, 2), out=dt)
+                grad_real.addmm_(weighted_real[part].T, dt.view(p, -1))
             if need_imag:
-                dt_imag = torch.bmm(x_rows[part], g_times_minus_i.transpose(1, 2))
-                grad_imag.addmm_(weighted_imag[part].T, dt_imag.view(dt_imag.shape[0], -1))
+                torch.bmm(x_rows[part], g_times_minus_i.transpose(1, 2), out=dt)
+                grad_imag.addmm_(weighted_imag[part].T, dt.view(p, -1))
         grad_extra = None
         if extra is not None:
             g = grad_modes[index]  # (K, Co, B)
