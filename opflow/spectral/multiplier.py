@@ -36,7 +36,9 @@ and building ``T`` costs half as much. The spectrum is held per wavenumber
 transposed, ``x̂(ξ)^T`` ``(C_in, B)``, whose real view ``X`` ``(C_in, 2B)`` interleaves real
 and imaginary parts along its rows; a real matrix acting from the left keeps that pairing,
 so ``y^T = T^T x̂^T = T_re^T X + T_im^T (i X)`` are two real GEMMs (``i X``: the pairs
-``(-Im, Re)``) whose output is again interleaved, ``irfftn``'s input without a copy.
+``(-Im, Re)``) whose output is again interleaved, the mode-major spectrum that
+:func:`~opflow.spectral.half_spectrum.irfftn_mode_major` turns into the field (a complex
+transform of half the length, the layout changed in the same pass).
 
 Backward: the adjoint of a real Fourier multiplier is the multiplier by ``T^H``, so the
 field's gradient is the same three steps applied to the upstream gradient ``g``
@@ -58,6 +60,7 @@ import math
 import torch
 
 from opflow.spectral.fourier import kept_frequencies
+from opflow.spectral.half_spectrum import irfftn_mode_major
 
 __all__ = [
     "MODES_PER_CHUNK",
@@ -83,14 +86,6 @@ def _to_modes(spectrum: torch.Tensor) -> torch.Tensor:
 def _real_rows(modes: torch.Tensor) -> torch.Tensor:
     """``(M, C, B)`` complex -> its real view ``(M, C, 2B)`` (no copy)."""
     return torch.view_as_real(modes).flatten(2)
-
-
-def _from_modes(modes: torch.Tensor, spatial: tuple[int, ...]) -> torch.Tensor:
-    """``(M, C, B)`` spectrum -> the real field ``(B, C, *spatial)`` (``irfftn``)."""
-    half = (*spatial[:-1], spatial[-1] // 2 + 1)
-    spectrum = modes.permute(2, 1, 0).reshape(modes.shape[2], modes.shape[1], *half)
-    dims = tuple(range(2, 2 + len(spatial)))
-    return torch.fft.irfftn(spectrum, s=spatial, dim=dims, norm="forward")
 
 
 def _half_axis_weights(spatial: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
@@ -213,7 +208,7 @@ class _FourierMultiply(torch.autograd.Function):
             mixed[0] += bias.view(-1, 1)
         ctx.save_for_backward(modes, real, imag, theta_real, theta_imag, extra, index)
         ctx.spatial, ctx.c_in = spatial, c_in
-        return _from_modes(mixed, spatial)
+        return irfftn_mode_major(mixed, spatial)
 
     @staticmethod
     def backward(ctx, grad):
@@ -262,7 +257,7 @@ class _FourierMultiply(torch.autograd.Function):
                 g_conj = torch.mul(g.conj(), weights[index].view(-1, 1, 1))
                 grad_extra = torch.bmm(modes[index], g_conj.transpose(1, 2)).conj()
                 grad_extra = torch.view_as_real(grad_extra.resolve_conj())
-        grad_x = _from_modes(grad_mixed, spatial) if need_x else None
+        grad_x = irfftn_mode_major(grad_mixed, spatial) if need_x else None
         grad_bias = None
         if need_bias:  # through the k = 0 coefficient: N Re ĝ_0, summed over the batch
             grad_bias = grad_modes[0].real.sum(dim=1) * math.prod(spatial)
