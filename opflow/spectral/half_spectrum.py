@@ -67,6 +67,11 @@ def _twiddles(n_last: int, dtype: torch.dtype) -> torch.Tensor:
     return torch.stack((angle.cos(), angle.sin()), dim=1).to(dtype).contiguous()
 
 
+@torch.compiler.assume_constant_result  # torch.compile asks once, while it traces
+def _kernel_loaded() -> bool:
+    return _kernel() is not None
+
+
 def uses_kernel(modes: torch.Tensor, spatial: tuple[int, ...]) -> bool:
     """Whether :func:`irfftn_mode_major` packs with the C kernel: a contiguous complex64 or
     complex128 spectrum on the CPU, an even last axis, and the kernel loaded."""
@@ -75,7 +80,7 @@ def uses_kernel(modes: torch.Tensor, spatial: tuple[int, ...]) -> bool:
         and modes.device.type == "cpu"
         and modes.is_contiguous()
         and spatial[-1] % 2 == 0
-        and _kernel() is not None
+        and _kernel_loaded()
     )
 
 
@@ -96,13 +101,27 @@ def irfftn_mode_major(modes: torch.Tensor, spatial: tuple[int, ...]) -> torch.Te
         half = (*other, n_last // 2 + 1)
         spectrum = modes.permute(2, 1, 0).reshape(batch, channels, *half)
         return torch.fft.irfftn(spectrum, s=spatial, dim=dims, norm="forward")
-    rows, half = math.prod(other), n_last // 2
+    field = torch.fft.ifftn(_pack(modes, list(spatial)), dim=dims, norm="forward")
+    return torch.view_as_real(field).flatten(-2)
+
+
+@torch.library.custom_op("opflow::pack_half_spectrum", mutates_args=(), device_types="cpu")
+def _pack(modes: torch.Tensor, spatial: list[int]) -> torch.Tensor:
+    """``Z`` ``(B, C, *spatial[:-1], N / 2)`` from the mode-major ``modes`` by the C kernel (an
+    opaque op to ``torch.compile``, which cannot trace a ctypes call)."""
+    _, channels, batch = modes.shape
+    other, half = tuple(spatial[:-1]), spatial[-1] // 2
     packed = modes.new_empty(batch, channels, *other, half)
     name, real = _FUNCTIONS[modes.dtype]
     getattr(_kernel(), name)(
         modes.data_ptr(), packed.data_ptr(), _mirror(other).data_ptr(),
-        _twiddles(n_last, real).data_ptr(), rows, half, channels, batch,
+        _twiddles(spatial[-1], real).data_ptr(), math.prod(other), half, channels, batch,
         torch.get_num_threads(),
     )  # fmt: skip
-    field = torch.fft.ifftn(packed, dim=dims, norm="forward")
-    return torch.view_as_real(field).flatten(-2)
+    return packed
+
+
+@_pack.register_fake
+def _(modes: torch.Tensor, spatial: list[int]) -> torch.Tensor:
+    _, channels, batch = modes.shape
+    return modes.new_empty(batch, channels, *spatial[:-1], spatial[-1] // 2)
