@@ -11,8 +11,8 @@
        Y'(r, k) = conj(Y(-r, h - k))           (the full spectrum at k + h, by symmetry),
 
    so y = z viewed as real numbers, with z the inverse complex DFT of Z on the other axes and h
-   points: half the work of torch's irfftn, which transforms the other axes on every one of
-   the h + 1 columns first and then copies them for the real transform of the last axis.
+   points: one transform, where torch's irfftn transforms the other axes on every one of the
+   h + 1 columns first and then copies them for the real transform of the last axis.
    A spectrum that is not exactly Hermitian on the columns k = 0 and k = h is read as
    irfftn reads it: those columns are replaced by their Hermitian parts
    (Y(r) + conj(Y(-r))) / 2 first (their anti-Hermitian parts have no real field).

@@ -13,11 +13,11 @@ field of ``N / 2`` points, ``z(r, m) = y(r, 2m) + i y(r, 2m + 1)``, whose spectr
 
 so ``y`` is ``z = ifftn(Z)`` viewed as real numbers. The packing reads the mode-major layout
 and writes ``Z`` batch-major in one pass (the C kernel ``opflow/native/half_spectrum.c``),
-and the transform is one complex ``ifftn`` on half the points: about half the time of
-``irfftn``, which transforms the other axes on all ``N / 2 + 1`` columns and then copies them
-for the last axis' real transform (``benchmarks/RESULTS.md``). Like ``irfftn``, the columns
-``k = 0`` and ``N / 2`` are read by their Hermitian parts. Where the kernel cannot be used (no
-kernel, not the CPU, an odd last axis) it is ``irfftn`` itself.
+and the transform is one complex ``ifftn`` on half the points, where ``irfftn`` transforms the
+other axes on all ``N / 2 + 1`` columns and then copies them for the last axis' real transform:
+1.5-1.8x faster at 64² and 128² (``benchmarks/half_spectrum.py``, ``benchmarks/RESULTS.md``).
+Like ``irfftn``, the columns ``k = 0`` and ``N / 2`` are read by their Hermitian parts. Where
+the kernel cannot be used (no kernel, not the CPU, an odd last axis) it is ``irfftn`` itself.
 """
 
 from __future__ import annotations
