@@ -55,14 +55,15 @@
             const int64_t j = 2 * (c * batch + n);                                             \
             T *z = out + (n * channels + c) * stride + 2 * r * half + 2 * k0;                  \
             const int stream = k1 - k0 == K_BLOCK && ((uintptr_t)z & 63) == 0;                 \
-            T *w = (stream ? segment : z) - 2 * k0; /* w[2 k]: Z(r, k) */                      \
+            T *w = stream ? segment : z; /* w[2 (k - k0)]: Z(r, k) */                         \
             if (k0 == 0) /* the columns 0 and h by their Hermitian parts */                    \
               NAME##_one((a[j] + a_m[j]) / 2, (a[j + 1] - a_m[j + 1]) / 2,                     \
                          (b[j] + b_m[j]) / 2, (b_m[j + 1] - b[j + 1]) / 2, twiddle[0],         \
                          twiddle[1], w);                                                       \
             for (int64_t k = k_start; k < k1; k++) /* Y(r, k) and conj Y(-r, h - k) */         \
               NAME##_one(a[k * row + j], a[k * row + j + 1], b[-k * row + j],                  \
-                         -b[-k * row + j + 1], twiddle[2 * k], twiddle[2 * k + 1], w + 2 * k); \
+                         -b[-k * row + j + 1], twiddle[2 * k], twiddle[2 * k + 1],             \
+                         w + 2 * (k - k0));                                                    \
             if (stream)                                                                        \
               stream_lines(z, segment, sizeof(segment));                                       \
           }                                                                                    \

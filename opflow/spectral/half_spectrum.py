@@ -15,7 +15,7 @@ so ``y`` is ``z = ifftn(Z)`` viewed as real numbers. The packing reads the mode-
 and writes ``Z`` batch-major in one pass (the C kernel ``opflow/native/half_spectrum.c``),
 and the transform is one complex ``ifftn`` on half the points, where ``irfftn`` transforms the
 other axes on all ``N / 2 + 1`` columns and then copies them for the last axis' real transform:
-1.5-1.8x faster at 64² and 128² (``benchmarks/half_spectrum.py``, ``benchmarks/RESULTS.md``).
+1.4-1.8x faster at 64² and 128² (``benchmarks/half_spectrum.py``, ``benchmarks/RESULTS.md``).
 Like ``irfftn``, the columns ``k = 0`` and ``N / 2`` are read by their Hermitian parts. Where
 the kernel cannot be used (no kernel, not the CPU, an odd last axis) it is ``irfftn`` itself.
 """
